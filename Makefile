@@ -1,0 +1,34 @@
+# One entry point for people and CI: `make test` and `make demo` build the
+# virtualenv themselves on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install test lint demo bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	# torch first and pinned: the CPU build of 2.13.0 is on local disk; an
+	# unpinned resolve would pull a multi-GB CUDA build.
+	$(PY) -m pip install torch==2.13.0
+	$(PY) -m pip install -e ".[eval,simulate,dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check refmoo simulate eval tests benchmarks
+
+test: lint
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest
+
+demo: $(STAMP)
+	$(PY) -m refmoo demo
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_min_norm.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
