@@ -1,0 +1,39 @@
+"""refmoo: an exact single-process reference for full-vector and bucket-level MOO.
+
+G is the K×D matrix of per-language gradients (one row per language); a
+:class:`Partition` splits the D columns into buckets; an aggregator maps G to
+the update direction, and :func:`bucketwise` applies it bucket by bucket.
+"""
+
+from ._checks import GradientError
+from .aggregators import MGDA, Aggregator, GramAggregator, Mean, Sum
+from .bucketwise import bucket_grams, bucketwise, combine
+from .min_norm import MinNormSolution, min_norm_weights, solve_min_norm
+from .partitions import Partition, PartitionError
+from .stationarity import (
+    ParetoCertificate,
+    RefinedParetoCertificate,
+    pareto_stationarity,
+    refined_pareto_stationarity,
+)
+
+__all__ = [
+    "Aggregator",
+    "GradientError",
+    "GramAggregator",
+    "MGDA",
+    "Mean",
+    "MinNormSolution",
+    "ParetoCertificate",
+    "Partition",
+    "PartitionError",
+    "RefinedParetoCertificate",
+    "Sum",
+    "bucket_grams",
+    "bucketwise",
+    "combine",
+    "min_norm_weights",
+    "pareto_stationarity",
+    "refined_pareto_stationarity",
+    "solve_min_norm",
+]

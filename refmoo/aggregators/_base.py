@@ -1,0 +1,82 @@
+"""What every aggregator promises, and the Gram-based specialisation.
+
+An aggregator maps the K×D gradient matrix G to one update direction A(G) ∈ R^D;
+the step is θ ← θ − η·A(G). A *Gram-based* aggregator has A(G) = w(GGᵀ)ᵀG, so
+its weights depend on the K×K Gram matrix alone. That is what lets bucket-level
+MOO batch all buckets into one solve, and what lets a sharded run agree on
+full-vector weights by all-reducing K² numbers instead of K·D.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import torch
+from torch import Tensor
+
+from .._checks import check_finite, check_gram, check_matrix
+
+
+class Aggregator(ABC):
+    """Base class: validates G, then delegates to :meth:`_aggregate`.
+
+    ``key`` identifies the bucket to randomised aggregators (PCGrad's order,
+    GradDrop's masks) so that a bucket gets the same randomness whichever
+    process aggregates it; deterministic aggregators ignore it.
+    """
+
+    def __call__(self, G: Tensor, *, key: int = 0) -> Tensor:
+        check_matrix(G)
+        check_finite(G)
+        return self._aggregate(G, key=key)
+
+    @abstractmethod
+    def _aggregate(self, G: Tensor, *, key: int) -> Tensor:
+        """Combine a validated, finite K×D matrix into a D-vector."""
+
+    def aggregate_partitioned(self, G: Tensor, partition) -> Tensor:
+        """Bucket-level aggregation for aggregators that are neither Gram-based nor
+        element-wise (user-defined ones): one call per bucket, with ``key=b``.
+        Built-in aggregators override this with a batched version."""
+        out = torch.empty_like(G[0])
+        for b, idx in enumerate(partition):
+            out[idx] = self._aggregate(G[:, idx], key=b)
+        return out
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class GramAggregator(Aggregator):
+    """An aggregator of the form A(G) = w(GGᵀ)ᵀG.
+
+    Subclasses implement :meth:`_weights_from_gram` for a batch ``[B, K, K]``
+    of Gram matrices; ``keys`` (shape ``[B]``) identifies each bucket.
+    """
+
+    def weights(self, G: Tensor, *, key: int = 0) -> Tensor:
+        """The K weights w with A(G) = wᵀG."""
+        check_matrix(G)
+        check_finite(G)
+        return self.weights_from_gram(G @ G.T, keys=torch.tensor([key]))
+
+    def weights_from_gram(self, Q: Tensor, *, keys: Tensor | None = None) -> Tensor:
+        """Weights for each Gram matrix of a batch ``[..., K, K]``; returns ``[..., K]``."""
+        check_gram(Q)
+        K = Q.shape[-1]
+        flat = Q.reshape(-1, K, K)
+        if keys is None:
+            keys = torch.arange(flat.shape[0])
+        keys = torch.as_tensor(keys, dtype=torch.long).reshape(-1)
+        if keys.numel() != flat.shape[0]:
+            raise ValueError(f"{keys.numel()} keys given for {flat.shape[0]} Gram matrices")
+        w = self._weights_from_gram(flat, keys)
+        return w.reshape(Q.shape[:-1])
+
+    @abstractmethod
+    def _weights_from_gram(self, Q: Tensor, keys: Tensor) -> Tensor:
+        """Weights ``[B, K]`` for a validated batch ``[B, K, K]``."""
+
+    def _aggregate(self, G: Tensor, *, key: int) -> Tensor:
+        w = self.weights_from_gram(G @ G.T, keys=torch.tensor([key]))
+        return w @ G
