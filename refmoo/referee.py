@@ -11,7 +11,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-
 _TIGHT = {"CLARABEL": {"tol_gap_abs": 1e-12, "tol_gap_rel": 1e-12, "tol_feas": 1e-12,
                         "max_iter": 500}}
 

@@ -1,0 +1,41 @@
+"""A public test kit: hypothesis strategies and cvxpy-refereed assertions.
+
+>>> from hypothesis import given, settings
+>>> from refmoo import MGDA
+>>> from refmoo.testing import assert_non_conflicting, gradient_matrices
+>>> @settings(max_examples=20, deadline=None)
+... @given(gradient_matrices())
+... def test_mgda_never_conflicts(G):
+...     assert_non_conflicting(MGDA(), G)
+>>> test_mgda_never_conflicts()
+"""
+
+from .assertions import (
+    assert_non_conflicting,
+    assert_pareto_stationary,
+    assert_refined_stationary,
+)
+from .strategies import (
+    CLASSES,
+    NON_STATIONARY,
+    STRONG,
+    WEAK,
+    bucketed_matrices,
+    degenerate_matrices,
+    gradient_matrices,
+    partitions,
+)
+
+__all__ = [
+    "CLASSES",
+    "NON_STATIONARY",
+    "STRONG",
+    "WEAK",
+    "assert_non_conflicting",
+    "assert_pareto_stationary",
+    "assert_refined_stationary",
+    "bucketed_matrices",
+    "degenerate_matrices",
+    "gradient_matrices",
+    "partitions",
+]
