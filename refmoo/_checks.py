@@ -19,7 +19,8 @@ def check_matrix(G: Tensor, *, name: str = "G") -> Tensor:
     if not isinstance(G, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(G).__name__}")
     if G.dim() != 2:
-        raise GradientError(f"{name} must be 2-D (K languages × D parameters), got shape {tuple(G.shape)}")
+        raise GradientError(
+            f"{name} must be 2-D (K languages × D parameters), got shape {tuple(G.shape)}")
     if G.shape[0] == 0:
         raise GradientError(f"{name} has K = 0 rows: at least one language gradient is required")
     if not G.is_floating_point():

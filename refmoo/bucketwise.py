@@ -53,7 +53,8 @@ def combine(G: Tensor, weights: Tensor, partition: Partition) -> Tensor:
     partition.check_columns(G)
     K = G.shape[0]
     if weights.shape != (len(partition), K):
-        raise ValueError(f"weights must have shape {(len(partition), K)}, got {tuple(weights.shape)}")
+        raise ValueError(
+            f"weights must have shape {(len(partition), K)}, got {tuple(weights.shape)}")
     Gp = _bucket_order(G, partition)
     weights = weights.to(G.dtype)
     out_p = G.new_empty(G.shape[1])

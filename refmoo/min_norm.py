@@ -80,7 +80,7 @@ def _affine_minimisers(M: Tensor, S: Tensor) -> Tensor:
 
 
 def _solve_normalised(Qn: Tensor, tol: float, max_iter: int) -> tuple[Tensor, int]:
-    B, K = Qn.shape[0], Qn.shape[-1]
+    B = Qn.shape[0]
     diag = torch.diagonal(Qn, dim1=-2, dim2=-1)
     start = diag.argmin(-1)
     lam_all = torch.zeros_like(diag)
@@ -90,8 +90,8 @@ def _solve_normalised(Qn: Tensor, tol: float, max_iter: int) -> tuple[Tensor, in
     Q, M, lam = Qn, _bordered(Qn), lam_all.clone()
     S = lam > 0
     major = torch.ones(B, dtype=torch.bool)
-    it = 0
-    for it in range(1, max_iter + 1):
+    iterations = 0
+    for iterations in range(1, max_iter + 1):  # noqa: B007 (reported to the caller)
         n = live.numel()
         rows = torch.arange(n)
         # Major step: stop at a KKT point, else bring in the most violated row.
@@ -125,7 +125,7 @@ def _solve_normalised(Qn: Tensor, tol: float, max_iter: int) -> tuple[Tensor, in
     else:
         lam_all[live] = lam
     lam_all = lam_all.clamp_min(0.0)
-    return lam_all / lam_all.sum(-1, keepdim=True), it
+    return lam_all / lam_all.sum(-1, keepdim=True), iterations
 
 
 def solve_min_norm(Q: Tensor, *, tol: float | None = None, max_iter: int | None = None

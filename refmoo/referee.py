@@ -11,6 +11,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
+
+def _as_array(G: Tensor | np.ndarray) -> np.ndarray:
+    if isinstance(G, Tensor):
+        return G.detach().cpu().to(torch.float64).numpy()
+    return np.asarray(G, dtype=float)
+
+
 _TIGHT = {"CLARABEL": {"tol_gap_abs": 1e-12, "tol_gap_rel": 1e-12, "tol_feas": 1e-12,
                         "max_iter": 500}}
 
@@ -23,7 +30,7 @@ def cvxpy_min_norm(G: Tensor | np.ndarray, solver: str = "CLARABEL") -> tuple[np
     condition number. Rows are rescaled by the largest row norm first so that
     the conic solver's absolute tolerances mean the same at every scale.
     """
-    A = G.detach().cpu().to(torch.float64).numpy() if isinstance(G, Tensor) else np.asarray(G, float)
+    A = _as_array(G)
     scale = float(np.abs(A).max()) if A.size else 0.0
     if scale == 0.0:
         K = A.shape[0]
@@ -45,7 +52,7 @@ def cvxpy_min_norm(G: Tensor | np.ndarray, solver: str = "CLARABEL") -> tuple[np
 
 def cvxpy_is_pareto_stationary(G: Tensor | np.ndarray, tol: float) -> bool:
     """Referee's verdict: min_{λ∈Δ} ‖Gᵀλ‖ ≤ tol · max_k ‖g_k‖."""
-    A = G.detach().cpu().to(torch.float64).numpy() if isinstance(G, Tensor) else np.asarray(G, float)
+    A = _as_array(G)
     _, value = cvxpy_min_norm(A)
     scale = float(np.linalg.norm(A, axis=1).max())
     return float(np.sqrt(max(value, 0.0))) <= tol * scale

@@ -85,7 +85,7 @@ _BUILDERS = {STRONG: _strong_block, WEAK: _weak_block, NON_STATIONARY: _non_stat
 
 
 @st.composite
-def gradient_matrices(draw, kind: str | None = None, K: st.SearchStrategy[int] | int = st.integers(1, 6),
+def gradient_matrices(draw, kind: str | st.SearchStrategy[str] | None = None, K: st.SearchStrategy[int] | int = st.integers(1, 6),
                       D: st.SearchStrategy[int] | int = st.integers(1, 10),
                       rank: int | None | str = "any", min_exp: int = 0, max_exp: int = 0,
                       dtype: torch.dtype = torch.float64) -> Tensor:
@@ -97,6 +97,8 @@ def gradient_matrices(draw, kind: str | None = None, K: st.SearchStrategy[int] |
     K = draw(K) if isinstance(K, st.SearchStrategy) else K
     if kind is None:
         kind = draw(st.sampled_from(CLASSES))
+    elif isinstance(kind, st.SearchStrategy):
+        kind = draw(kind)
     if kind == WEAK and K < 2:
         K = 2
     D = draw(D) if isinstance(D, st.SearchStrategy) else D
