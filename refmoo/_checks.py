@@ -29,7 +29,18 @@ def check_matrix(G: Tensor, *, name: str = "G") -> Tensor:
 
 
 def check_finite(G: Tensor, partition=None, *, name: str = "G") -> None:
-    """Raise if G holds NaN/Inf, naming the first bad row and, if known, its bucket."""
+    """Raise if G holds NaN/Inf, naming the first bad row and, if known, its bucket.
+
+    One reduction decides the common case: a NaN or Inf anywhere makes the sum
+    non-finite. Only then is the element-wise mask built, to name the culprit.
+    """
+    if bool(torch.isfinite(G.sum())):
+        return
+    locate_non_finite(G, partition, name=name)
+
+
+def locate_non_finite(G: Tensor, partition=None, *, name: str = "G") -> None:
+    """Raise naming the first NaN/Inf of G; return quietly if there is none."""
     bad = ~torch.isfinite(G)
     if not bool(bad.any()):
         return

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ._checks import check_finite, check_matrix
+from ._checks import GradientError, check_finite, check_matrix, locate_non_finite
 from .aggregators._base import Aggregator, GramAggregator
 from .partitions._partition import Partition, size_groups
 
@@ -87,9 +87,23 @@ def bucketwise(aggregator: Aggregator, G: Tensor, partition: Partition) -> Tenso
     """
     check_matrix(G)
     partition.check_columns(G)
-    check_finite(G, partition)
     if isinstance(aggregator, GramAggregator):
         Q = bucket_grams(G, partition)
+        check_grams_finite(Q, G, partition)
         W = aggregator.weights_from_gram(Q, keys=torch.arange(len(partition)))
         return combine(G, W, partition)
+    check_finite(G, partition)
     return aggregator.aggregate_partitioned(G, partition)
+
+
+def check_grams_finite(Q: Tensor, G: Tensor, partition: Partition) -> None:
+    """Validate G through its bucket Grams: a NaN/Inf entry of G makes its bucket's
+    diagonal non-finite, so the K·D scan runs only when something is wrong."""
+    diagonal = torch.diagonal(Q, dim1=-2, dim2=-1)
+    if bool(torch.isfinite(diagonal).all()):
+        return
+    locate_non_finite(G, partition)
+    b, k = (int(i) for i in (~torch.isfinite(diagonal)).nonzero()[0])
+    raise GradientError(
+        f"the squared norm of row {k} (language {k}) in bucket {b} ({partition.names[b]!r}) "
+        f"overflows {G.dtype}; cast the gradients to float64")

@@ -58,74 +58,174 @@ def _bordered(Qn: Tensor) -> Tensor:
     return M
 
 
-def _affine_minimisers(M: Tensor, S: Tensor) -> Tensor:
-    """For each problem, the minimiser of yᵀQy over {y : supp(y) ⊆ S, Σy = 1}.
+class _SolvedCorral:
+    """Affine minimisers by a fresh batched LU solve of the masked KKT system.
 
-    Rows outside the corral are replaced by identity rows so that one batched
-    solve of fixed size handles corrals of every size.
+    Rows outside the corral are replaced by identity rows so that one solve of
+    fixed size handles corrals of every size. Robust; used as the fallback.
     """
-    B, K = S.shape
-    Sb = torch.cat([S, S.new_ones(B, 1)], dim=1)
-    eye = torch.eye(K + 1, dtype=M.dtype)
-    A = torch.where(Sb.unsqueeze(1) & Sb.unsqueeze(2), M, eye)
-    rhs = M.new_zeros(B, K + 1, 1)
-    rhs[:, K] = 1.0
-    sol, info = torch.linalg.solve_ex(A, rhs)
-    singular = info != 0
-    if bool(singular.any()):
-        # Affinely dependent corral (duplicate rows): the least-squares solution
-        # of the consistent KKT system is still a minimiser on the face.
-        sol[singular] = torch.linalg.pinv(A[singular]) @ rhs[singular]
-    return torch.where(S, sol[:, :K, 0], torch.zeros_like(sol[:, :K, 0]))
+
+    def __init__(self, M: Tensor, S: Tensor) -> None:
+        self.M, self.S = M, S.clone()
+        self.unstable = torch.zeros(S.shape[0], dtype=torch.bool)
+
+    def keep(self, mask: Tensor) -> None:
+        self.M, self.S, self.unstable = self.M[mask], self.S[mask], self.unstable[mask]
+
+    def add(self, rows: Tensor, j: Tensor) -> None:
+        self.S[rows, j] = True
+
+    def remove(self, rows: Tensor, i: Tensor) -> None:
+        self.S[rows, i] = False
+
+    def minimisers(self) -> Tensor:
+        B, K = self.S.shape
+        Sb = torch.cat([self.S, self.S.new_ones(B, 1)], dim=1)
+        eye = torch.eye(K + 1, dtype=self.M.dtype)
+        A = torch.where(Sb.unsqueeze(1) & Sb.unsqueeze(2), self.M, eye)
+        rhs = self.M.new_zeros(B, K + 1, 1)
+        rhs[:, K] = 1.0
+        sol, info = torch.linalg.solve_ex(A, rhs)
+        singular = info != 0
+        if bool(singular.any()):
+            # Affinely dependent corral (duplicate rows): the least-squares
+            # solution of the consistent KKT system still minimises on the face.
+            sol[singular] = torch.linalg.pinv(A[singular]) @ rhs[singular]
+        return torch.where(self.S, sol[:, :K, 0], torch.zeros_like(sol[:, :K, 0]))
 
 
-def _solve_normalised(Qn: Tensor, tol: float, max_iter: int) -> tuple[Tensor, int]:
+class _InverseCorral:
+    """Affine minimisers from the inverse of the masked KKT matrix, kept current
+    by bordering (add a row) and Schur-complement (drop a row) updates.
+
+    The solution for the right-hand side e_K is the inverse's last column, so
+    an iteration costs a few batched mat-vecs instead of an LU per problem.
+    Problems whose pivot gets too small are flagged ``unstable`` and re-solved
+    by :class:`_SolvedCorral`.
+    """
+
+    def __init__(self, M: Tensor, S: Tensor) -> None:
+        B, K1 = M.shape[0], M.shape[-1]
+        K = K1 - 1
+        rows = torch.arange(B)
+        start = S.to(torch.long).argmax(-1)
+        inv = torch.eye(K1, dtype=M.dtype).repeat(B, 1, 1)
+        inv[rows, start, start] = 0.0
+        inv[rows, start, K] = 1.0
+        inv[rows, K, start] = 1.0
+        inv[rows, K, K] = -M[rows, start, start]
+        self.M, self.S, self.inv = M, S.clone(), inv
+        self.unstable = torch.zeros(B, dtype=torch.bool)
+
+    def keep(self, mask: Tensor) -> None:
+        self.M, self.S, self.inv, self.unstable = (
+            t[mask] for t in (self.M, self.S, self.inv, self.unstable))
+
+    def add(self, rows: Tensor, j: Tensor) -> None:
+        # Computed for the whole batch and applied where ``rows`` says: masked
+        # element-wise work is cheaper than gathering and scattering 9×9 blocks.
+        n = self.S.shape[0]
+        mask = torch.zeros(n, dtype=torch.bool)
+        mask[rows] = True
+        jj = torch.zeros(n, dtype=torch.long)
+        jj[rows] = j
+        r = torch.arange(n)
+        Sb = torch.cat([self.S, self.S.new_ones(n, 1)], dim=1)
+        u = self.M[r, :, jj] * Sb  # coupling of row j with the corral and the border
+        w = (self.inv * u.unsqueeze(-2)).sum(-1)
+        schur = self.M[r, jj, jj] - (u * w).sum(-1)
+        # Q is normalised to a unit max diagonal, so the pivot test is absolute.
+        self.unstable |= mask & (schur.abs() <= 1e-13)
+        coef = torch.where(mask & (schur != 0), 1.0 / schur, torch.zeros_like(schur))
+        w[r, jj] = -1.0
+        self.inv.addcmul_(w.unsqueeze(-1) * coef[:, None, None], w.unsqueeze(-2))
+        self.inv[r, jj, jj] -= mask.to(self.inv.dtype)
+        self.S[rows, j] = True
+
+    def remove(self, rows: Tensor, i: Tensor) -> None:
+        n = self.S.shape[0]
+        mask = torch.zeros(n, dtype=torch.bool)
+        mask[rows] = True
+        ii = torch.zeros(n, dtype=torch.long)
+        ii[rows] = i
+        r = torch.arange(n)
+        col = self.inv[r, :, ii]
+        pivot = col[r, ii]
+        self.unstable |= mask & (pivot.abs() <= 1e-300)
+        coef = torch.where(mask & (pivot != 0), -1.0 / pivot, torch.zeros_like(pivot))
+        self.inv.addcmul_(col.unsqueeze(-1) * coef[:, None, None], col.unsqueeze(-2))
+        self.inv[r, ii, ii] += mask.to(self.inv.dtype)
+        self.S[rows, i] = False
+
+    def minimisers(self) -> Tensor:
+        K = self.S.shape[1]
+        y = self.inv[:, :K, K]
+        return torch.where(self.S, y, torch.zeros_like(y))
+
+
+def _wolfe(Qn: Tensor, corral_type, tol: float, max_iter: int) -> tuple[Tensor, Tensor, int]:
+    """Lock-step Wolfe iterations; returns (weights, unstable flags, iterations)."""
     B = Qn.shape[0]
     diag = torch.diagonal(Qn, dim1=-2, dim2=-1)
-    start = diag.argmin(-1)
     lam_all = torch.zeros_like(diag)
-    lam_all[torch.arange(B), start] = 1.0
+    lam_all[torch.arange(B), diag.argmin(-1)] = 1.0
+    unstable_all = torch.zeros(B, dtype=torch.bool)
     # Work only on the problems still running; finished ones are written back.
-    live = torch.arange(B)
-    Q, M, lam = Qn, _bordered(Qn), lam_all.clone()
-    S = lam > 0
+    live, Q, lam = torch.arange(B), Qn, lam_all.clone()
+    corral = corral_type(_bordered(Qn), lam > 0)
     major = torch.ones(B, dtype=torch.bool)
     iterations = 0
     for iterations in range(1, max_iter + 1):  # noqa: B007 (reported to the caller)
-        n = live.numel()
-        rows = torch.arange(n)
+        rows = torch.arange(live.numel())
         # Major step: stop at a KKT point, else bring in the most violated row.
-        v = (Q @ lam.unsqueeze(-1)).squeeze(-1)
+        v = (Q * lam.unsqueeze(-2)).sum(-1)  # cheaper than bmm for tiny K
         f = (lam * v).sum(-1)
         j = v.argmin(-1)
-        finish = major & ((f - v[rows, j] <= tol) | S[rows, j])
+        finish = (major & ((f - v[rows, j] <= tol) | corral.S[rows, j])) | corral.unstable
         if bool(finish.any()):
             lam_all[live[finish]] = lam[finish]
+            unstable_all[live[finish]] = corral.unstable[finish]
             keep = ~finish
-            live, Q, M, lam, S, major, j = (t[keep] for t in (live, Q, M, lam, S, major, j))
+            corral.keep(keep)
+            live, Q, lam, major, j = (t[keep] for t in (live, Q, lam, major, j))
             if live.numel() == 0:
                 break
             rows = torch.arange(live.numel())
-        S[rows[major], j[major]] = True
+        if bool(major.any()):
+            corral.add(rows[major], j[major])
         # Minor step: move towards the affine minimiser of the corral.
-        y = _affine_minimisers(M, S)
+        y = corral.minimisers()
+        S = corral.S
         inside = torch.where(S, y, torch.ones_like(y)).amin(-1) > 0
         lam = torch.where(inside.unsqueeze(-1), y, lam)
         if not bool(inside.all()):
+            out = ~inside
             blocking = S & (y <= 0)
             ratio = torch.where(blocking, lam / (lam - y).clamp_min(1e-300),
                                 torch.full_like(lam, float("inf")))
             theta, first = ratio.min(-1)
-            moved = lam + theta.clamp(0.0, 1.0).unsqueeze(-1) * (y - lam)
+            moved = (lam + theta.clamp(0.0, 1.0).unsqueeze(-1) * (y - lam)).clamp_min(0.0)
             moved[rows, first] = 0.0
-            moved = moved.clamp_min(0.0)
-            lam = torch.where(inside.unsqueeze(-1), lam, moved)
-            S = torch.where(inside.unsqueeze(-1), S, S & (moved > 0))
+            lam = torch.where(out.unsqueeze(-1), moved, lam)
+            corral.remove(rows[out], first[out])
         major = inside
     else:
         lam_all[live] = lam
-    lam_all = lam_all.clamp_min(0.0)
-    return lam_all / lam_all.sum(-1, keepdim=True), iterations
+        unstable_all[live] = True
+    return lam_all, unstable_all, iterations
+
+
+def _solve_normalised(Qn: Tensor, tol: float, max_iter: int) -> tuple[Tensor, int]:
+    lam, redo, iterations = _wolfe(Qn, _InverseCorral, tol, max_iter)
+    # Exactness over speed: anything the fast path could not certify is solved
+    # again with fresh factorisations.
+    v = (Qn @ lam.unsqueeze(-1)).squeeze(-1)
+    redo |= (lam * v).sum(-1) - v.amin(-1) > tol
+    if bool(redo.any()):
+        lam[redo], _, extra = _wolfe(Qn[redo], _SolvedCorral, tol, max_iter)
+        iterations += extra
+    lam = lam.clamp_min(0.0)
+    return lam / lam.sum(-1, keepdim=True), iterations
 
 
 def solve_min_norm(Q: Tensor, *, tol: float | None = None, max_iter: int | None = None

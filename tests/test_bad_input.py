@@ -68,3 +68,9 @@ def test_single_language_is_valid_and_returns_its_gradient():
     g = torch.tensor([[1.0, -2.0, 3.0]], dtype=torch.float64)
     torch.testing.assert_close(MGDA()(g), g[0])
     torch.testing.assert_close(bucketwise(MGDA(), g, Partition.chunks(3, 2)), g[0])
+
+
+def test_float32_overflow_in_the_gram_is_reported_not_returned():
+    G = torch.tensor([[3e20, 0.0], [0.0, 1.0]], dtype=torch.float32)
+    with pytest.raises(GradientError, match="overflows torch.float32; cast the gradients"):
+        bucketwise(MGDA(), G, Partition.single(2))

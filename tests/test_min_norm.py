@@ -121,3 +121,20 @@ def test_rank_deficient_batch_matches_cvxpy():
     for G, ours in zip(mats, values, strict=True):
         _, referee = cvxpy_min_norm(G)
         assert abs(float(ours) - referee) <= 1e-6 * referee + 1e-11 * _scale(G)
+
+
+@settings(max_examples=30)
+@given(st.lists(st.one_of(gradient_matrices(K=5, D=st.integers(1, 8)),
+                          degenerate_matrices(K=5)), min_size=1, max_size=8))
+def test_update_and_refactorisation_paths_agree(mats):
+    from refmoo.min_norm import _InverseCorral, _SolvedCorral, _wolfe
+
+    Q = torch.stack([G @ G.T for G in mats])
+    scale = torch.diagonal(Q, dim1=-2, dim2=-1).amax(-1).clamp_min(1e-300)
+    Qn = Q / scale[:, None, None]
+    tol = 1e-13
+    fast, unstable, _ = _wolfe(Qn, _InverseCorral, tol, 60)
+    robust, _, _ = _wolfe(Qn, _SolvedCorral, tol, 60)
+    value = lambda lam: (lam * (Qn @ lam.unsqueeze(-1)).squeeze(-1)).sum(-1)  # noqa: E731
+    ok = ~unstable
+    torch.testing.assert_close(value(fast)[ok], value(robust)[ok], rtol=0, atol=1e-12)
