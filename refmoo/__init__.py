@@ -8,8 +8,18 @@ the update direction, and :func:`bucketwise` applies it bucket by bucket.
 from ._checks import GradientError
 from .aggregators import MGDA, Aggregator, GramAggregator, Mean, Sum
 from .bucketwise import bucket_grams, bucketwise, combine
+from .gradients import flat_grad, language_gradients, reference_step, unflatten, write_flat_grad
 from .min_norm import MinNormSolution, min_norm_weights, solve_min_norm
-from .partitions import Partition, PartitionError
+from .partitions import (
+    Partition,
+    PartitionError,
+    ddp_buckets,
+    flat_parameters,
+    fsdp2_units,
+    per_module,
+    per_tensor,
+    zero_buckets,
+)
 from .stationarity import (
     ParetoCertificate,
     RefinedParetoCertificate,
@@ -18,6 +28,17 @@ from .stationarity import (
 )
 
 __all__ = [
+    "zero_buckets",
+    "write_flat_grad",
+    "unflatten",
+    "reference_step",
+    "per_tensor",
+    "per_module",
+    "language_gradients",
+    "fsdp2_units",
+    "flat_parameters",
+    "flat_grad",
+    "ddp_buckets",
     "Aggregator",
     "GradientError",
     "GramAggregator",

@@ -43,7 +43,7 @@ def test_mixed_sizes_and_scattered_buckets():
     G = torch.randn(3, 11, dtype=torch.float64)
     p = Partition([[10, 0, 3], [1], [2, 9, 4], [5, 6, 7, 8]])
     out = bucketwise(MGDA(), G, p)
-    for b, idx in enumerate(p):
+    for idx in p:
         torch.testing.assert_close(out[idx], MGDA()(G[:, idx]), rtol=1e-12, atol=1e-14)
 
 

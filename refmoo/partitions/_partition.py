@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from .layout import BucketLayout
 
 
 class PartitionError(ValueError):
@@ -25,6 +29,10 @@ class Partition:
     ([2, 3], 5, True)
     >>> Partition([[0, 2], [1]]).bucket_of.tolist()
     [0, 1, 0]
+
+    Partitions built from a model (:mod:`refmoo.partitions`) also carry a
+    :attr:`layout`: for every bucket, the parameter slices it holds, so that
+    a bucket can be traced back to exact parameters with :meth:`describe`.
     """
 
     def __init__(
@@ -32,6 +40,7 @@ class Partition:
         buckets: Sequence[Sequence[int] | Tensor | range],
         dim: int | None = None,
         names: Sequence[str] | None = None,
+        layout: Sequence[BucketLayout] | None = None,
     ) -> None:
         if len(buckets) == 0:
             raise PartitionError("a partition needs at least one bucket")
@@ -60,10 +69,19 @@ class Partition:
                 f"buckets do not cover 0..{dim - 1}: {missing.numel()} indices missing, "
                 f"first {missing[:5].tolist()}")
         bucket_of[order] = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes))
+        if names is None and layout is not None:
+            names = [lay.name for lay in layout]
         if names is None:
             names = [f"bucket{b}" for b in range(len(sizes))]
         elif len(names) != len(sizes):
             raise PartitionError(f"{len(names)} names given for {len(sizes)} buckets")
+        if layout is not None:
+            layout = tuple(layout)
+            if [lay.numel for lay in layout] != sizes:
+                raise PartitionError(
+                    f"layout sizes {[lay.numel for lay in layout][:6]} do not match the "
+                    f"bucket sizes {sizes[:6]}")
+        self._layout = layout
         self._order = order
         self._sizes = sizes
         self._bucket_of = bucket_of
@@ -116,6 +134,20 @@ class Partition:
     @property
     def names(self) -> list[str]:
         return list(self._names)
+
+    @property
+    def layout(self) -> tuple[BucketLayout, ...] | None:
+        """Per bucket, the parameter slices it holds (None unless built from a model)."""
+        return self._layout
+
+    def describe(self, b: int) -> list[tuple[str, slice]]:
+        """``(parameter name, flat column slice)`` for every piece of bucket ``b``,
+        in the order the bucket lists its columns."""
+        if self.layout is None:
+            raise PartitionError(
+                "this partition was not built from a model, so its buckets carry no "
+                "parameter names; use a builder from refmoo.partitions")
+        return [(piece.name, piece.columns) for piece in self.layout[b].pieces]
 
     @property
     def order(self) -> Tensor:
