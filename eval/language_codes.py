@@ -59,4 +59,6 @@ def _tag_from_name(name: str) -> str:
     try:
         return langcodes.find(name.replace("_", " ")).to_tag()
     except LookupError as err:
-        raise UnknownLanguageError(f"{name!r} is neither a language code nor a language name") from err
+        raise UnknownLanguageError(
+            f"{name!r} is neither a language code nor a language name"
+        ) from err

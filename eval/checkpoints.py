@@ -1,0 +1,83 @@
+"""Load a checkpoint once, for both lm-eval scoring and hidden-state extraction.
+
+Everything downstream works on an in-memory (model, tokenizer) pair, so an HF path and
+an object a training script already holds go through the same code. lm-eval gets the
+pair as ``HFLM(pretrained=model, tokenizer=tokenizer)``: without ``tokenizer=`` HFLM
+tries to fetch a tokenizer by the model's name, which fails offline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that does not exist or cannot be loaded."""
+
+
+@dataclass
+class LoadedCheckpoint:
+    model: Any
+    tokenizer: Any
+    source: str
+
+
+def load_checkpoint(
+    checkpoint: str | Path, device: str = "cpu", dtype: str = "auto", tokenizer: str | None = None
+) -> LoadedCheckpoint:
+    """Load a causal LM and its tokenizer from a local directory or a hub id.
+
+    ``device="auto"`` lets accelerate spread a model too large for one GPU over all of
+    them (``device_map="auto"``); any other value puts the whole model on that device.
+    """
+    source = _check_local_path(str(checkpoint))
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        loaded_tokenizer = AutoTokenizer.from_pretrained(tokenizer or source)
+    except Exception as err:  # transformers raises OSError, ValueError, KeyError, ...
+        raise CheckpointError(
+            f"cannot load a tokenizer from {tokenizer or source!r}: {err}"
+        ) from err
+    try:
+        placement = {"device_map": "auto"} if device == "auto" else {}
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **placement)
+    except Exception as err:
+        raise CheckpointError(f"cannot load a causal LM from {source!r}: {err}") from err
+    if device != "auto":
+        model.to(device)
+    model.eval()
+    return LoadedCheckpoint(model=model, tokenizer=loaded_tokenizer, source=source)
+
+
+def from_objects(model: Any, tokenizer: Any, source: str = "<in-memory>") -> LoadedCheckpoint:
+    """Wrap a model and tokenizer that are already in memory."""
+    if tokenizer is None:
+        raise CheckpointError("an in-memory model needs its tokenizer passed explicitly")
+    model.eval()
+    return LoadedCheckpoint(model=model, tokenizer=tokenizer, source=source)
+
+
+def as_lm_eval_model(checkpoint: LoadedCheckpoint, batch_size: int | str = 1):
+    """lm-eval's HF backend around an already loaded model."""
+    from lm_eval.models.huggingface import HFLM
+
+    return HFLM(pretrained=checkpoint.model, tokenizer=checkpoint.tokenizer, batch_size=batch_size)
+
+
+def _check_local_path(source: str) -> str:
+    """``source`` itself for a hub id; the absolute path for a local checkpoint."""
+    # A hub id ("org/name") is legitimate, so only strings that look like paths are
+    # checked here; their errors are then about the path, not about the hub.
+    path = Path(source).expanduser()
+    looks_local = path.is_absolute() or source.startswith((".", "~")) or path.exists()
+    if not looks_local:
+        return source
+    if not path.exists():
+        raise CheckpointError(f"checkpoint directory {source!r} does not exist")
+    if path.is_dir() and not (path / "config.json").is_file():
+        raise CheckpointError(f"{source!r} is not a Hugging Face checkpoint (no config.json)")
+    # Absolute, so that resuming a run from another directory sees the same checkpoint.
+    return str(path.resolve())

@@ -1,0 +1,193 @@
+"""Markdown renderings of a run summary and of a comparison."""
+
+from __future__ import annotations
+
+from eval.language_codes import language_name
+
+SIGNIFICANCE_LEVEL = 0.05
+
+
+def run_report(summary: dict, plots: dict[str, str] | None = None) -> str:
+    agg, err = summary["aggregates"], summary["aggregates_stderr"]
+    lines = [
+        f"# Evaluation: {summary['label']}",
+        "",
+        f"- checkpoint: `{summary['checkpoint']}`",
+        f"- benchmarks: {', '.join(summary['benchmarks'])}",
+        f"- seen: {_langs(summary['seen'])}",
+        f"- unseen: {_langs(summary['unseen'])}",
+        f"- settings: {_settings(summary['settings'])}",
+        "",
+    ]
+    lines += _coverage_warnings(summary)
+    lines += [
+        "## Averages",
+        "",
+        "Macro averages: each language weighs the same, each benchmark within a language too.",
+        "",
+        "| split | score | stderr |",
+        "| --- | --- | --- |",
+        f"| seen | {_num(agg['seen'])} | {_num(err['seen'])} |",
+        f"| unseen | {_num(agg['unseen'])} | {_num(err['unseen'])} |",
+        "",
+        "## Per benchmark",
+        "",
+        "| benchmark | seen | unseen | all |",
+        "| --- | --- | --- | --- |",
+    ]
+    for bench, row in agg["per_benchmark"].items():
+        lines.append(
+            f"| {bench} | {_num(row['seen'])} | {_num(row['unseen'])} | {_num(row['all'])} |"
+        )
+    lines += [
+        "",
+        "## Per language",
+        "",
+        "| language | split | score | stderr |",
+        "| --- | --- | --- | --- |",
+    ]
+    for lang, split in _in_split_order(summary, agg["per_language"]):
+        score = agg["per_language"][lang]
+        lines.append(
+            f"| {_lang(lang)} | {split} | {_num(score)} | {_num(err['per_language'][lang])} |"
+        )
+    lines += [
+        "",
+        "## Units",
+        "",
+        "| unit | lm-eval task | metric | score | stderr | n |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for unit in summary["units"]:
+        lines.append(
+            f"| {unit['unit']} | `{unit['lm_eval_task']}` | {unit['metric']} | "
+            f"{_num(unit['score'])} | {_num(unit['stderr'])} | {unit['n']} |"
+        )
+    lines += _problems(summary)
+    lines += _plot_links(plots)
+    return "\n".join(lines) + "\n"
+
+
+def comparison_report(comparison: dict, plots: dict[str, str] | None = None) -> str:
+    base = comparison["baseline"]
+    bootstrap = comparison["bootstrap"]
+    lines = [
+        f"# Comparison against `{base}`",
+        "",
+        f"- runs: {', '.join(f'`{r}`' for r in comparison['runs'])}",
+        f"- seen: {_langs(comparison['seen'])}",
+        f"- unseen: {_langs(comparison['unseen'])}",
+        f"- significance: {bootstrap['method']}; "
+        f"{bootstrap['iterations']} resamples, seed {bootstrap['seed']}; "
+        f"`*` marks p < {SIGNIFICANCE_LEVEL} (not corrected for multiple comparisons)",
+        "",
+        "## Averages",
+        "",
+        "| run | seen | unseen | Δ seen [95% CI] | Δ unseen [95% CI] |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for run in comparison["runs"]:
+        agg = comparison["scores"][run]["aggregates"]
+        delta = comparison["deltas"].get(run)
+        lines.append(
+            f"| {run} | {_num(agg['seen'])} | {_num(agg['unseen'])} | "
+            f"{_delta(delta and delta['seen'])} | {_delta(delta and delta['unseen'])} |"
+        )
+    for run, delta in comparison["deltas"].items():
+        lines += [
+            "",
+            f"## `{run}` − `{base}`",
+            "",
+            "| language | Δ [95% CI] | p |",
+            "| --- | --- | --- |",
+        ]
+        for lang, _ in _in_split_order(comparison, delta["per_language"]):
+            stats = delta["per_language"][lang]
+            lines.append(f"| {_lang(lang)} | {_delta(stats)} | {_p(stats)} |")
+        lines += ["", "| benchmark | Δ seen | Δ unseen | Δ all |", "| --- | --- | --- | --- |"]
+        for bench, row in delta["per_benchmark"].items():
+            lines.append(
+                f"| {bench} | {_delta(row['seen'])} | {_delta(row['unseen'])} | "
+                f"{_delta(row['all'])} |"
+            )
+        if delta["not_bootstrapped"]:
+            lines += ["", "Units without a bootstrap (their averages have no interval):"]
+            lines += [f"- {u}: {why}" for u, why in delta["not_bootstrapped"].items()]
+        missing = delta["only_in_baseline"] + delta["only_in_run"]
+        if missing:
+            lines += [
+                "",
+                f"Units left out (finished in only one of the two runs): {', '.join(missing)}",
+            ]
+    lines += _plot_links(plots)
+    return "\n".join(lines) + "\n"
+
+
+def _in_split_order(splits: dict, present) -> list[tuple[str, str]]:
+    """(language, split) pairs, seen languages first, in the order they were requested."""
+    ordered = [(lang, "seen") for lang in splits["seen"]]
+    ordered += [(lang, "unseen") for lang in splits["unseen"]]
+    return [(lang, split) for lang, split in ordered if lang in present]
+
+
+def _coverage_warnings(summary: dict) -> list[str]:
+    lines = []
+    for split in ("seen", "unseen"):
+        missing = summary["uncovered"][split]
+        if missing:
+            lines += [
+                f"> **No coverage** for {split} languages {_langs(missing)} in the selected "
+                "benchmarks; they are not in any average.",
+                "",
+            ]
+    return lines
+
+
+def _problems(summary: dict) -> list[str]:
+    lines = []
+    if summary["failures"]:
+        lines += ["", "## Failed units", ""]
+        lines += [f"- {f['unit']}: {f['error']}" for f in summary["failures"]]
+    if summary["pending"]:
+        lines += ["", "## Not evaluated yet", "", ", ".join(summary["pending"])]
+    return lines
+
+
+def _plot_links(plots: dict[str, str] | None) -> list[str]:
+    if not plots:
+        return []
+    lines = ["", "## Plots", ""]
+    for title, path in plots.items():
+        lines += [f"![{title}]({path})", ""]
+    return lines
+
+
+def _settings(settings: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in settings.items())
+
+
+def _langs(tags) -> str:
+    return ", ".join(_lang(tag) for tag in tags) or "none"
+
+
+def _lang(tag: str) -> str:
+    return f"{tag} ({language_name(tag)})"
+
+
+def _num(value) -> str:
+    return "–" if value is None else f"{value:.4f}"
+
+
+def _delta(stats: dict | None) -> str:
+    if not stats:
+        return "–"
+    text = f"{stats['delta']:+.4f}"
+    if stats["ci_low"] is not None:
+        text += f" [{stats['ci_low']:+.4f}, {stats['ci_high']:+.4f}]"
+    if stats["p_value"] is not None and stats["p_value"] < SIGNIFICANCE_LEVEL:
+        text += " *"
+    return text
+
+
+def _p(stats: dict | None) -> str:
+    return "–" if not stats or stats["p_value"] is None else f"{stats['p_value']:.4f}"

@@ -1,0 +1,42 @@
+"""Write the human-facing outputs of a run or a comparison: Markdown plus PNG plots."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from eval import plots
+from eval.atomic_io import write_json_atomic, write_text_atomic
+from eval.markdown_report import comparison_report, run_report
+
+
+def write_run_report(run_dir: str | Path, summary: dict) -> Path:
+    """report.md and plots/ inside a run directory; returns the report's path."""
+    root = Path(run_dir)
+    figures = {}
+    if summary["units"]:
+        plots.language_scores([summary], root / "plots" / "language_scores.png")
+        plots.seen_vs_unseen([summary], root / "plots" / "seen_vs_unseen.png")
+        figures = {
+            "per-language scores": "plots/language_scores.png",
+            "seen vs unseen": "plots/seen_vs_unseen.png",
+        }
+    return write_text_atomic(root / "report.md", run_report(summary, figures))
+
+
+def write_comparison_report(
+    out_dir: str | Path, comparison: dict, summaries: Sequence[dict]
+) -> Path:
+    """comparison.json, comparison.md and plots/ in ``out_dir``; returns the Markdown path."""
+    root = Path(out_dir)
+    write_json_atomic(root / "comparison.json", comparison)
+    plots.language_scores(summaries, root / "plots" / "language_scores.png")
+    plots.seen_vs_unseen(summaries, root / "plots" / "seen_vs_unseen.png")
+    figures = {
+        "per-language scores": "plots/language_scores.png",
+        "seen vs unseen": "plots/seen_vs_unseen.png",
+    }
+    if comparison["deltas"]:
+        plots.delta_heatmap(comparison, root / "plots" / "delta_heatmap.png")
+        figures["deltas against the baseline"] = "plots/delta_heatmap.png"
+    return write_text_atomic(root / "comparison.md", comparison_report(comparison, figures))

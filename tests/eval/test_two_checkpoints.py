@@ -1,0 +1,121 @@
+"""Done-when: comparison report and separability analysis for two checkpoints in < 1 minute."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from eval.checkpoints import load_checkpoint
+from eval.compare import compare_runs, load_run
+from eval.parallel_corpus import SENTENCES
+from eval.reports import write_comparison_report
+from eval.runner import EvalSettings, run_evaluation
+from eval.separability_analysis import analyse_checkpoints
+from eval.suggestions import UnknownNameError
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def two_checkpoint_outputs(
+    tmp_path_factory,
+    base_checkpoint,
+    finetuned_checkpoint,
+    local_plan,
+    local_task_manager,
+    local_registry,
+):
+    out = tmp_path_factory.mktemp("two_checkpoints")
+    started = time.monotonic()
+    checkpoints = {
+        "base": load_checkpoint(base_checkpoint),
+        "finetuned": load_checkpoint(finetuned_checkpoint),
+    }
+    runs = []
+    for label, checkpoint in checkpoints.items():
+        run_evaluation(
+            checkpoint,
+            local_plan,
+            local_task_manager,
+            out / label,
+            EvalSettings(batch_size=8),
+            local_registry.metric_preferences,
+            label=label,
+            show_progress=False,
+        )
+        runs.append(load_run(out / label))
+    comparison = compare_runs(runs, baseline="base", iterations=2000, seed=7)
+    write_comparison_report(out / "comparison", comparison, [r.summary for r in runs])
+    separability = analyse_checkpoints(checkpoints, SENTENCES, out / "separability")
+    elapsed = time.monotonic() - started
+    return out, runs, comparison, separability, elapsed
+
+
+def test_both_analyses_finish_within_a_minute(two_checkpoint_outputs):
+    *_, elapsed = two_checkpoint_outputs
+    assert elapsed < 60
+
+
+def test_comparison_report_files(two_checkpoint_outputs):
+    out, *_ = two_checkpoint_outputs
+    report = (out / "comparison" / "comparison.md").read_text()
+    assert "`finetuned` − `base`" in report and "Δ seen" in report
+    for name in ("language_scores.png", "seen_vs_unseen.png", "delta_heatmap.png"):
+        assert (out / "comparison" / "plots" / name).read_bytes()[:8] == PNG
+    saved = json.loads((out / "comparison" / "comparison.json").read_text())
+    assert saved["baseline"] == "base" and list(saved["deltas"]) == ["finetuned"]
+
+
+def test_deltas_are_score_differences_with_bootstrap_intervals(two_checkpoint_outputs):
+    _, (base, tuned), comparison, *_ = two_checkpoint_outputs
+    delta = comparison["deltas"]["finetuned"]
+    assert delta["not_bootstrapped"] == {}
+    for split in ("seen", "unseen"):
+        expected = tuned.summary["aggregates"][split] - base.summary["aggregates"][split]
+        assert delta[split]["delta"] == pytest.approx(expected)
+        assert delta[split]["ci_low"] <= delta[split]["ci_high"]
+        assert 0 < delta[split]["p_value"] <= 1
+    base_units, tuned_units = base.units(), tuned.units()
+    for unit_id, stats in delta["per_unit"].items():
+        assert stats["delta"] == pytest.approx(
+            tuned_units[unit_id]["score"] - base_units[unit_id]["score"]
+        )
+        assert stats["n_examples"] == base_units[unit_id]["n"]
+
+
+def test_comparison_is_reproducible_for_a_seed(two_checkpoint_outputs):
+    _, runs, comparison, *_ = two_checkpoint_outputs
+    again = compare_runs(runs, baseline="base", iterations=2000, seed=7)
+    assert again["deltas"] == comparison["deltas"]
+
+
+def test_unknown_baseline_lists_the_runs(two_checkpoint_outputs):
+    _, runs, *_ = two_checkpoint_outputs
+    with pytest.raises(UnknownNameError, match="did you mean: base"):
+        compare_runs(runs, baseline="bas")
+
+
+def test_runs_with_different_splits_are_not_compared(two_checkpoint_outputs):
+    _, (base, tuned), *_ = two_checkpoint_outputs
+    tuned.summary = {**tuned.summary, "seen": ["en"]}
+    try:
+        with pytest.raises(ValueError, match="splits languages differently"):
+            compare_runs([base, tuned], baseline="base")
+    finally:
+        tuned.summary = load_run(tuned.root).summary
+
+
+def test_separability_for_both_checkpoints_per_layer(two_checkpoint_outputs):
+    out, _, _, separability, _ = two_checkpoint_outputs
+    results = separability["results"]
+    assert set(results) == {"base", "finetuned"}
+    for result in results.values():
+        assert [row["layer"] for row in result["layers"]] == [0, 1, 2]  # embeddings + 2 blocks
+        for row in result["layers"]:
+            assert -1 <= row["silhouette"] <= 1
+            assert 0 <= row["probe_accuracy"] <= 1
+            assert 0 <= row["language_specific_dims"] <= result["hidden_size"]
+    assert (out / "separability" / "separability.png").read_bytes()[:8] == PNG
+    assert "| finetuned | 2 |" in (out / "separability" / "separability.md").read_text()
