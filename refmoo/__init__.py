@@ -6,7 +6,22 @@ the update direction, and :func:`bucketwise` applies it bucket by bucket.
 """
 
 from ._checks import GradientError
-from .aggregators import MGDA, Aggregator, GramAggregator, Mean, Sum
+from .aggregators import (
+    AGGREGATORS,
+    IMTLG,
+    MGDA,
+    Aggregator,
+    AlignedMTL,
+    CAGrad,
+    GradDrop,
+    GramAggregator,
+    Mean,
+    NashMTL,
+    PCGrad,
+    Sum,
+    UPGrad,
+    get_aggregator,
+)
 from .bucketwise import bucket_grams, bucketwise, combine
 from .gradients import flat_grad, language_gradients, reference_step, unflatten, write_flat_grad
 from .min_norm import MinNormSolution, min_norm_weights, solve_min_norm
@@ -39,7 +54,16 @@ __all__ = [
     "flat_parameters",
     "flat_grad",
     "ddp_buckets",
+    "AGGREGATORS",
     "Aggregator",
+    "AlignedMTL",
+    "CAGrad",
+    "GradDrop",
+    "IMTLG",
+    "NashMTL",
+    "PCGrad",
+    "UPGrad",
+    "get_aggregator",
     "GradientError",
     "GramAggregator",
     "MGDA",
