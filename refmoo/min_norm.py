@@ -63,6 +63,9 @@ class _SolvedCorral:
 
     Rows outside the corral are replaced by identity rows so that one solve of
     fixed size handles corrals of every size. Robust; used as the fallback.
+
+    Corral methods take full-batch masks (``mask``) and indices (``j``), so the
+    loop never gathers or scatters per-problem state.
     """
 
     def __init__(self, M: Tensor, S: Tensor) -> None:
@@ -72,11 +75,11 @@ class _SolvedCorral:
     def keep(self, mask: Tensor) -> None:
         self.M, self.S, self.unstable = self.M[mask], self.S[mask], self.unstable[mask]
 
-    def add(self, rows: Tensor, j: Tensor) -> None:
-        self.S[rows, j] = True
+    def add(self, mask: Tensor, j: Tensor) -> None:
+        self.S |= mask.unsqueeze(-1) & _one_hot(j, self.S.shape[1])
 
-    def remove(self, rows: Tensor, i: Tensor) -> None:
-        self.S[rows, i] = False
+    def remove(self, mask: Tensor, i: Tensor) -> None:
+        self.S &= ~(mask.unsqueeze(-1) & _one_hot(i, self.S.shape[1]))
 
     def minimisers(self) -> Tensor:
         B, K = self.S.shape
@@ -91,7 +94,11 @@ class _SolvedCorral:
             # Affinely dependent corral (duplicate rows): the least-squares
             # solution of the consistent KKT system still minimises on the face.
             sol[singular] = torch.linalg.pinv(A[singular]) @ rhs[singular]
-        return torch.where(self.S, sol[:, :K, 0], torch.zeros_like(sol[:, :K, 0]))
+        return sol[:, :K, 0] * self.S
+
+
+def _one_hot(index: Tensor, size: int) -> Tensor:
+    return torch.arange(size) == index.unsqueeze(-1)
 
 
 class _InverseCorral:
@@ -114,53 +121,44 @@ class _InverseCorral:
         inv[rows, start, K] = 1.0
         inv[rows, K, start] = 1.0
         inv[rows, K, K] = -M[rows, start, start]
-        self.M, self.S, self.inv = M, S.clone(), inv
+        # The border (last) column is always part of the system.
+        self.Sb = torch.cat([S, S.new_ones(B, 1)], dim=1)
+        self.M, self.inv = M, inv
         self.unstable = torch.zeros(B, dtype=torch.bool)
 
-    def keep(self, mask: Tensor) -> None:
-        self.M, self.S, self.inv, self.unstable = (
-            t[mask] for t in (self.M, self.S, self.inv, self.unstable))
+    @property
+    def S(self) -> Tensor:
+        return self.Sb[:, :-1]
 
-    def add(self, rows: Tensor, j: Tensor) -> None:
-        # Computed for the whole batch and applied where ``rows`` says: masked
-        # element-wise work is cheaper than gathering and scattering 9×9 blocks.
-        n = self.S.shape[0]
-        mask = torch.zeros(n, dtype=torch.bool)
-        mask[rows] = True
-        jj = torch.zeros(n, dtype=torch.long)
-        jj[rows] = j
-        r = torch.arange(n)
-        Sb = torch.cat([self.S, self.S.new_ones(n, 1)], dim=1)
-        u = self.M[r, :, jj] * Sb  # coupling of row j with the corral and the border
+    def keep(self, mask: Tensor) -> None:
+        self.M, self.Sb, self.inv, self.unstable = (
+            t[mask] for t in (self.M, self.Sb, self.inv, self.unstable))
+
+    def add(self, mask: Tensor, j: Tensor) -> None:
+        r = torch.arange(j.numel())
+        u = self.M[r, :, j] * self.Sb  # coupling of row j with the corral and the border
         w = (self.inv * u.unsqueeze(-2)).sum(-1)
-        schur = self.M[r, jj, jj] - (u * w).sum(-1)
+        schur = self.M[r, j, j] - (u * w).sum(-1)
         # Q is normalised to a unit max diagonal, so the pivot test is absolute.
         self.unstable |= mask & (schur.abs() <= 1e-13)
         coef = torch.where(mask & (schur != 0), 1.0 / schur, torch.zeros_like(schur))
-        w[r, jj] = -1.0
+        w[r, j] = -1.0
         self.inv.addcmul_(w.unsqueeze(-1) * coef[:, None, None], w.unsqueeze(-2))
-        self.inv[r, jj, jj] -= mask.to(self.inv.dtype)
-        self.S[rows, j] = True
+        self.inv[r, j, j] -= mask.to(self.inv.dtype)
+        self.Sb[r, j] |= mask
 
-    def remove(self, rows: Tensor, i: Tensor) -> None:
-        n = self.S.shape[0]
-        mask = torch.zeros(n, dtype=torch.bool)
-        mask[rows] = True
-        ii = torch.zeros(n, dtype=torch.long)
-        ii[rows] = i
-        r = torch.arange(n)
-        col = self.inv[r, :, ii]
-        pivot = col[r, ii]
+    def remove(self, mask: Tensor, i: Tensor) -> None:
+        r = torch.arange(i.numel())
+        col = self.inv[r, :, i]
+        pivot = col[r, i]
         self.unstable |= mask & (pivot.abs() <= 1e-300)
         coef = torch.where(mask & (pivot != 0), -1.0 / pivot, torch.zeros_like(pivot))
         self.inv.addcmul_(col.unsqueeze(-1) * coef[:, None, None], col.unsqueeze(-2))
-        self.inv[r, ii, ii] += mask.to(self.inv.dtype)
-        self.S[rows, i] = False
+        self.inv[r, i, i] += mask.to(self.inv.dtype)
+        self.Sb[r, i] &= ~mask
 
     def minimisers(self) -> Tensor:
-        K = self.S.shape[1]
-        y = self.inv[:, :K, K]
-        return torch.where(self.S, y, torch.zeros_like(y))
+        return self.inv[:, :-1, -1] * self.S
 
 
 def _wolfe(Qn: Tensor, corral_type, tol: float, max_iter: int) -> tuple[Tensor, Tensor, int]:
@@ -170,60 +168,88 @@ def _wolfe(Qn: Tensor, corral_type, tol: float, max_iter: int) -> tuple[Tensor, 
     lam_all = torch.zeros_like(diag)
     lam_all[torch.arange(B), diag.argmin(-1)] = 1.0
     unstable_all = torch.zeros(B, dtype=torch.bool)
-    # Work only on the problems still running; finished ones are written back.
+    # Finished problems are written back and masked out; the arrays are
+    # compacted only once most of them have finished, since every compaction
+    # gathers all per-problem state.
     live, Q, lam = torch.arange(B), Qn, lam_all.clone()
     corral = corral_type(_bordered(Qn), lam > 0)
     major = torch.ones(B, dtype=torch.bool)
+    active = torch.ones(B, dtype=torch.bool)
     iterations = 0
     for iterations in range(1, max_iter + 1):  # noqa: B007 (reported to the caller)
-        rows = torch.arange(live.numel())
         # Major step: stop at a KKT point, else bring in the most violated row.
         v = (Q * lam.unsqueeze(-2)).sum(-1)  # cheaper than bmm for tiny K
         f = (lam * v).sum(-1)
-        j = v.argmin(-1)
-        finish = (major & ((f - v[rows, j] <= tol) | corral.S[rows, j])) | corral.unstable
+        vmin, j = v.min(-1)
+        in_corral = corral.S.gather(1, j.unsqueeze(-1)).squeeze(-1)
+        finish = active & ((major & ((f - vmin <= tol) | in_corral)) | corral.unstable)
         if bool(finish.any()):
             lam_all[live[finish]] = lam[finish]
             unstable_all[live[finish]] = corral.unstable[finish]
-            keep = ~finish
-            corral.keep(keep)
-            live, Q, lam, major, j = (t[keep] for t in (live, Q, lam, major, j))
-            if live.numel() == 0:
+            active &= ~finish
+            n_active = int(active.sum())
+            if n_active == 0:
                 break
-            rows = torch.arange(live.numel())
-        if bool(major.any()):
-            corral.add(rows[major], j[major])
+            if 2 * n_active < live.numel():
+                corral.keep(active)
+                live, Q, lam, major, j = (t[active] for t in (live, Q, lam, major, j))
+                active = torch.ones(n_active, dtype=torch.bool)
+        corral.add(major & active, j)
         # Minor step: move towards the affine minimiser of the corral.
         y = corral.minimisers()
         S = corral.S
         inside = torch.where(S, y, torch.ones_like(y)).amin(-1) > 0
-        lam = torch.where(inside.unsqueeze(-1), y, lam)
-        if not bool(inside.all()):
-            out = ~inside
+        lam = torch.where((inside & active).unsqueeze(-1), y, lam)
+        out = ~inside & active
+        if bool(out.any()):
             blocking = S & (y <= 0)
             ratio = torch.where(blocking, lam / (lam - y).clamp_min(1e-300),
                                 torch.full_like(lam, float("inf")))
             theta, first = ratio.min(-1)
             moved = (lam + theta.clamp(0.0, 1.0).unsqueeze(-1) * (y - lam)).clamp_min(0.0)
-            moved[rows, first] = 0.0
+            moved = moved * ~_one_hot(first, moved.shape[1])
             lam = torch.where(out.unsqueeze(-1), moved, lam)
-            corral.remove(rows[out], first[out])
+            corral.remove(out, first)
         major = inside
     else:
-        lam_all[live] = lam
-        unstable_all[live] = True
+        lam_all[live[active]] = lam[active]
+        unstable_all[live[active]] = True
     return lam_all, unstable_all, iterations
 
 
+def _interior_solutions(Qn: Tensor, tol: float) -> tuple[Tensor, Tensor]:
+    """Try every problem with all K rows in the corral at once.
+
+    When the gradients of a bucket are many more than K numbers long and not
+    strongly aligned, the optimum usually has full support; one batched solve
+    then settles it and the certificate confirms it. Returns (weights, solved).
+    """
+    B, K = Qn.shape[0], Qn.shape[-1]
+    rhs = Qn.new_zeros(B, K + 1, 1)
+    rhs[:, K] = 1.0
+    sol, info = torch.linalg.solve_ex(_bordered(Qn), rhs)
+    y = sol[:, :K, 0]
+    v = (Qn * y.unsqueeze(-2)).sum(-1)
+    gap = (y * v).sum(-1) - v.amin(-1)
+    solved = (info == 0) & (y > 0).all(-1) & (gap <= tol) & torch.isfinite(gap)
+    return y, solved
+
+
 def _solve_normalised(Qn: Tensor, tol: float, max_iter: int) -> tuple[Tensor, int]:
-    lam, redo, iterations = _wolfe(Qn, _InverseCorral, tol, max_iter)
-    # Exactness over speed: anything the fast path could not certify is solved
-    # again with fresh factorisations.
-    v = (Qn @ lam.unsqueeze(-1)).squeeze(-1)
-    redo |= (lam * v).sum(-1) - v.amin(-1) > tol
-    if bool(redo.any()):
-        lam[redo], _, extra = _wolfe(Qn[redo], _SolvedCorral, tol, max_iter)
-        iterations += extra
+    lam, solved = _interior_solutions(Qn, tol)
+    iterations = 1
+    rest = ~solved
+    if bool(rest.any()):
+        lam[rest], redo, iterations = _wolfe(Qn[rest], _InverseCorral, tol, max_iter)
+        # Exactness over speed: whatever the rank-one updates could not certify
+        # is solved again with fresh factorisations.
+        sub = lam[rest]
+        v = (Qn[rest] * sub.unsqueeze(-2)).sum(-1)
+        redo |= (sub * v).sum(-1) - v.amin(-1) > tol
+        if bool(redo.any()):
+            idx = rest.nonzero().squeeze(-1)[redo]
+            lam[idx], _, extra = _wolfe(Qn[idx], _SolvedCorral, tol, max_iter)
+            iterations += extra
     lam = lam.clamp_min(0.0)
     return lam / lam.sum(-1, keepdim=True), iterations
 

@@ -138,3 +138,16 @@ def test_update_and_refactorisation_paths_agree(mats):
     value = lambda lam: (lam * (Qn @ lam.unsqueeze(-1)).squeeze(-1)).sum(-1)  # noqa: E731
     ok = ~unstable
     torch.testing.assert_close(value(fast)[ok], value(robust)[ok], rtol=0, atol=1e-12)
+
+
+@settings(max_examples=30)
+@given(st.lists(gradient_matrices(K=4, D=st.integers(4, 12), rank=None), min_size=1, max_size=8))
+def test_interior_shortcut_agrees_with_wolfe(mats):
+    from refmoo.min_norm import _interior_solutions, _InverseCorral, _wolfe
+
+    Q = torch.stack([G @ G.T for G in mats])
+    Qn = Q / torch.diagonal(Q, dim1=-2, dim2=-1).amax(-1).clamp_min(1e-300)[:, None, None]
+    tol = 1e-13
+    interior, solved = _interior_solutions(Qn, tol)
+    wolfe, _, _ = _wolfe(Qn, _InverseCorral, tol, 60)
+    torch.testing.assert_close(interior[solved], wolfe[solved], rtol=0, atol=1e-9)
