@@ -12,6 +12,14 @@ smallest :math:`(Q\lambda)_j` or (minor) moves to the affine minimiser of S and
 drops rows whose weight hits zero. It terminates in finitely many steps at the
 exact optimum (up to rounding), unlike a Frank-Wolfe loop with a step-size stop.
 
+Three layers keep it fast without giving up exactness: (1) every problem is
+first tried with all K rows in the corral, which one batched solve settles
+when the optimum has full support (common for long buckets); (2) the others
+run Wolfe with the inverse of the corral's KKT matrix updated by rank-one
+bordering and Schur-complement steps; (3) any problem whose certificate
+those updates cannot bring under the tolerance is re-solved with fresh LU
+factorisations. Every returned λ is checked by the certificate below.
+
 Certificate. For feasible :math:`\lambda` let :math:`f=\lambda^\top Q\lambda` and
 :math:`m=\min_j (Q\lambda)_j`. Convexity gives :math:`f^\star \ge 2m - f`, so
 :math:`f - f^\star \le 2(f-m)`; the *gap* :math:`f-m \ge 0` is zero exactly at
@@ -43,10 +51,6 @@ class MinNormSolution:
     """A certified lower bound on the optimal value :math:`f^\\star`."""
     iterations: int
     """Lock-step iterations used by the batch."""
-
-    def kkt_residual(self) -> Tensor:
-        """Largest KKT violation relative to the problem's scale (max diagonal of Q)."""
-        return self.gap
 
 
 def _bordered(Qn: Tensor) -> Tensor:
