@@ -1,0 +1,80 @@
+"""One run's settings, picklable so that they travel to every rank."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import torch
+
+from refmoo import Aggregator, get_aggregator
+
+from .workload import WorkloadConfig
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    strategy: str = "bucket"
+    aggregator: str = "mgda"
+    aggregator_kwargs: dict = field(default_factory=dict)
+    partition: str = "chunks:1024"
+    world_size: int = 2
+    steps: int = 3
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.0
+    workload: WorkloadConfig = field(default_factory=WorkloadConfig)
+    timeout_s: float = 60.0
+    trace_dir: str | None = None
+    reference: bool = True
+    ordered_reduction: bool = False
+    """Reduce with an all-to-all and a rank-order sum: bitwise equal to the reference
+    at any W (the native collectives are only at W = 2), same bytes per rank."""
+    owners: tuple[int, ...] | None = None
+    """Explicit bucket owners; default: the builder's (zero, fsdp2) or balanced runs."""
+    fault: tuple[int, int] | None = None
+    """Fault injection for tests and demos: (rank, step) at which that rank fails
+    in the middle of the step, after its first language's reduction."""
+    fault_kind: str = "raise"
+    """``raise`` an exception, or ``hang`` (sleep forever)."""
+
+    def validate(self) -> RunConfig:
+        """Fail in the parent, with a clear message, on what would fail on every rank."""
+        from refmoo import GramAggregator
+
+        from .strategies import STRATEGIES
+
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {self.strategy!r}; choose from "
+                             f"{', '.join(STRATEGIES)}")
+        if self.world_size < 1:
+            raise ValueError(f"world size must be at least 1, got {self.world_size}")
+        if self.steps < 1:
+            raise ValueError(f"steps must be at least 1, got {self.steps}")
+        agg = self.make_aggregator()
+        if self.strategy == "full-gram" and not isinstance(agg, GramAggregator):
+            raise ValueError(f"full-gram needs a Gram-based aggregator; {agg!r} is not one")
+        if self.trace_dir and STRATEGIES[self.strategy].single_backward:
+            raise ValueError(f"{self.strategy!r} reduces only the mean gradient: nothing "
+                             "per-language to trace")
+        empty = [k for k, n in enumerate(self.workload.batch) if n < 1]
+        if empty or not self.workload.batch:
+            raise ValueError(f"languages {empty} have no data at all (batch {self.workload.batch}"
+                             "): a language needs at least one sequence per step globally")
+        if self.fault_kind not in ("raise", "hang"):
+            raise ValueError(f"fault_kind must be raise or hang, got {self.fault_kind!r}")
+        return self
+
+    def with_(self, **changes) -> RunConfig:
+        return replace(self, **changes)
+
+    def make_aggregator(self) -> Aggregator:
+        return get_aggregator(self.aggregator, **self.aggregator_kwargs)
+
+    def make_optimizer(self, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+        if self.optimizer == "sgd":
+            return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum)
+        if self.optimizer == "adam":
+            return torch.optim.Adam(params, lr=self.lr)
+        if self.optimizer == "adamw":
+            return torch.optim.AdamW(params, lr=self.lr)
+        raise ValueError(f"unknown optimizer {self.optimizer!r}; choose sgd, adam or adamw")
