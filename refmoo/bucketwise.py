@@ -7,6 +7,8 @@ weights are applied in one more pass. No Python loop runs over buckets.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 
@@ -73,11 +75,14 @@ def combine(G: Tensor, weights: Tensor, partition: Partition) -> Tensor:
     return out
 
 
-def bucketwise(aggregator: Aggregator, G: Tensor, partition: Partition) -> Tensor:
+def bucketwise(aggregator: Aggregator, G: Tensor, partition: Partition, *,
+               keys: Sequence[int] | Tensor | None = None) -> Tensor:
     """Apply ``aggregator`` independently on every bucket of ``partition``.
 
-    Bucket b is aggregated with ``key=b``, so randomised aggregators give each
-    bucket its own reproducible randomness.
+    Bucket b is aggregated with ``key=keys[b]`` (default ``b``), so randomised
+    aggregators give each bucket its own reproducible randomness. A rank that
+    owns some buckets of a larger partition passes their global indices as
+    ``keys`` and draws exactly what the single-process reference draws.
 
     >>> from refmoo import MGDA
     >>> G = torch.tensor([[1.0, 1.0], [-1.0, -2.0]], dtype=torch.float64)
@@ -87,13 +92,16 @@ def bucketwise(aggregator: Aggregator, G: Tensor, partition: Partition) -> Tenso
     """
     check_matrix(G)
     partition.check_columns(G)
+    keys = torch.arange(len(partition)) if keys is None else \
+        torch.as_tensor(keys, dtype=torch.long).reshape(-1)
+    if keys.numel() != len(partition):
+        raise ValueError(f"{keys.numel()} keys given for {len(partition)} buckets")
     if isinstance(aggregator, GramAggregator):
         Q = bucket_grams(G, partition)
         check_grams_finite(Q, G, partition)
-        W = aggregator.weights_from_gram(Q, keys=torch.arange(len(partition)))
-        return combine(G, W, partition)
+        return combine(G, aggregator.weights_from_gram(Q, keys=keys), partition)
     check_finite(G, partition)
-    return aggregator.aggregate_partitioned(G, partition)
+    return aggregator.aggregate_partitioned(G, partition, keys)
 
 
 def check_grams_finite(Q: Tensor, G: Tensor, partition: Partition) -> None:

@@ -39,8 +39,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from .aggregators import Aggregator, GramAggregator, get_aggregator
-from .bucketwise import bucket_grams, combine
+from .aggregators import Aggregator, get_aggregator
+from .bucketwise import bucketwise
 from .partitions import Partition
 from .stationarity import refined_pareto_stationarity
 
@@ -52,26 +52,6 @@ DEFAULT_RTOL = {torch.float64: 1e-9, torch.float32: 1e-4, torch.bfloat16: 2e-2,
 
 class TraceError(ValueError):
     """A trace directory that does not follow the format."""
-
-
-def aggregate_buckets(aggregator: Aggregator, G: Tensor, partition: Partition,
-                      keys: Sequence[int] | Tensor) -> Tensor:
-    """:func:`refmoo.bucketwise` for some buckets only: the columns of ``G`` are those
-    buckets laid end to end (``partition`` is their local partition), and bucket i
-    is aggregated with ``keys[i]``, its index in the full partition, so that
-    randomised aggregators draw what the reference draws for it. This is what an
-    owner rank computes, and what :func:`verify` recomputes.
-    """
-    keys_t = torch.as_tensor(keys, dtype=torch.long).reshape(-1)
-    if keys_t.numel() != len(partition):
-        raise ValueError(f"{keys_t.numel()} keys for {len(partition)} buckets")
-    if isinstance(aggregator, GramAggregator):
-        W = aggregator.weights_from_gram(bucket_grams(G, partition), keys=keys_t)
-        return combine(G, W, partition)
-    out = torch.empty_like(G[0])
-    for idx, key in zip(partition, keys_t.tolist(), strict=True):
-        out[idx] = aggregator(G[:, idx], key=key)
-    return out
 
 
 # -- writing -----------------------------------------------------------------
@@ -263,7 +243,7 @@ def verify(directory: str | Path, *, rtol: float | None = None, atol: float = 0.
             continue
         idx = torch.cat([P.indices(b) for b in complete])
         local = Partition.from_sizes([P.sizes[b] for b in complete])
-        ref = aggregate_buckets(aggregator, G[:, idx], local, complete)
+        ref = bucketwise(aggregator, G[:, idx], local, keys=complete)
         cert = refined_pareto_stationarity(G[:, idx], local, stationarity_tol)
         for i, (b, r, o) in enumerate(zip(complete, local.split(ref.unsqueeze(0)),
                                           local.split(out[idx].unsqueeze(0)), strict=True)):

@@ -55,3 +55,21 @@ def test_mean_bucketwise_is_the_plain_mean():
 def test_float32_stays_float32():
     G = torch.randn(3, 8)
     assert bucketwise(MGDA(), G, Partition.chunks(8, 3)).dtype == torch.float32
+
+
+def test_keys_choose_each_buckets_randomness():
+    from refmoo import GradDrop, PCGrad
+
+    G = torch.randn(4, 9, dtype=torch.float64)
+    p = Partition.from_sizes([4, 5])
+    for agg in (PCGrad(seed=1), GradDrop(seed=1)):
+        out = bucketwise(agg, G, p, keys=[7, 3])
+        for idx, key in zip(p, (7, 3), strict=True):
+            torch.testing.assert_close(out[idx], agg(G[:, idx], key=key))
+
+
+def test_wrong_number_of_keys_is_rejected():
+    import pytest
+
+    with pytest.raises(ValueError, match="1 keys given for 2 buckets"):
+        bucketwise(MGDA(), torch.randn(2, 4), Partition.from_sizes([2, 2]), keys=[0])

@@ -34,13 +34,13 @@ class Aggregator(ABC):
     def _aggregate(self, G: Tensor, *, key: int) -> Tensor:
         """Combine a validated, finite K×D matrix into a D-vector."""
 
-    def aggregate_partitioned(self, G: Tensor, partition) -> Tensor:
+    def aggregate_partitioned(self, G: Tensor, partition, keys: Tensor) -> Tensor:
         """Bucket-level aggregation for aggregators that are neither Gram-based nor
-        element-wise (user-defined ones): one call per bucket, with ``key=b``.
-        Built-in aggregators override this with a batched version."""
+        element-wise (user-defined ones): one call per bucket, bucket b with
+        ``key=keys[b]``. Built-in aggregators override this with a batched version."""
         out = torch.empty_like(G[0])
-        for b, idx in enumerate(partition):
-            out[idx] = self._aggregate(G[:, idx], key=b)
+        for idx, key in zip(partition, keys.tolist(), strict=True):
+            out[idx] = self._aggregate(G[:, idx], key=key)
         return out
 
     def __repr__(self) -> str:

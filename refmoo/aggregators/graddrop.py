@@ -74,14 +74,14 @@ class GradDrop(Aggregator):
         positions = torch.arange(G.shape[1], dtype=torch.int64)
         return self._combine(G, self.uniforms(torch.tensor(key, dtype=torch.int64), positions))
 
-    def aggregate_partitioned(self, G: Tensor, partition) -> Tensor:
-        """All buckets in one pass: coordinate ``order[start_b + i]`` gets (key b, position i)."""
+    def aggregate_partitioned(self, G: Tensor, partition, keys: Tensor) -> Tensor:
+        """All buckets in one pass: coordinate ``order[start_b + i]`` gets (keys[b], position i)."""
         sizes = torch.tensor(partition.sizes, dtype=torch.int64)
         starts = torch.cumsum(sizes, 0) - sizes
-        keys_in_order = torch.repeat_interleave(torch.arange(len(sizes)), sizes)
+        bucket_in_order = torch.repeat_interleave(torch.arange(len(sizes)), sizes)
         positions = torch.empty(partition.dim, dtype=torch.int64)
-        positions[partition.order] = torch.arange(partition.dim) - starts[keys_in_order]
-        return self._combine(G, self.uniforms(partition.bucket_of, positions))
+        positions[partition.order] = torch.arange(partition.dim) - starts[bucket_in_order]
+        return self._combine(G, self.uniforms(keys[partition.bucket_of], positions))
 
     def __repr__(self) -> str:
         leak = self.leak.item() if self.leak.dim() == 0 else self.leak.tolist()

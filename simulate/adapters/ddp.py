@@ -34,9 +34,8 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor, nn
 
-from refmoo import Aggregator, Partition
+from refmoo import Aggregator, Partition, bucketwise
 from refmoo.partitions import flat_parameters, trainable_parameters
-from refmoo.trace import aggregate_buckets
 
 from ..comm import Comm
 
@@ -133,7 +132,7 @@ class DDPBucketMOO:
         ids = buckets.tolist()
         idx = torch.cat([P.indices(b) for b in ids]).to(self.G.device)
         local = Partition.from_sizes([P.sizes[b] for b in ids])
-        out = aggregate_buckets(self.aggregator, self.G[:, idx], local, ids)
+        out = bucketwise(self.aggregator, self.G[:, idx], local, keys=ids)
         flat = torch.empty(P.dim, dtype=out.dtype, device=out.device)
         flat[idx] = out
         return flat[cols.to(flat.device)]

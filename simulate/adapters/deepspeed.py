@@ -46,9 +46,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from refmoo import Aggregator, Partition
+from refmoo import Aggregator, Partition, bucketwise
 from refmoo.partitions.zero import rank_bounds
-from refmoo.trace import aggregate_buckets
 
 
 class ZeroMOOOptimizer(torch.optim.Optimizer):
@@ -97,7 +96,7 @@ class ZeroMOOOptimizer(torch.optim.Optimizer):
         self.k = 0
         direction = torch.zeros_like(grad)  # padding columns get no update
         if self.local is not None:
-            direction[pos] = aggregate_buckets(self.aggregator, self.G, self.local, self.owned)
+            direction[pos] = bucketwise(self.aggregator, self.G, self.local, keys=self.owned)
         param.grad = direction.view_as(param.grad)
         return self.inner.step(closure)
 

@@ -28,10 +28,9 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor, nn
 
-from refmoo import Aggregator, Partition
+from refmoo import Aggregator, Partition, bucketwise
 from refmoo.partitions import flat_parameters
 from refmoo.partitions.fsdp import ROOT, chunk_rows
-from refmoo.trace import aggregate_buckets
 
 
 class FSDP2BucketMOO:
@@ -110,5 +109,5 @@ class FSDP2BucketMOO:
             reduce_output.zero_()
             if k == self.K - 1:
                 local = Partition.from_sizes([p.numel()])
-                reduce_output[p] = aggregate_buckets(self.aggregator, G, local, [bucket])
+                reduce_output[p] = bucketwise(self.aggregator, G, local, keys=[bucket])
         return hook

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from refmoo.trace import aggregate_buckets
+from refmoo import bucketwise
 
 from ._base import ReduceScatterGrads, ShardedUpdate, Strategy, StrategyContext, TraceRecord
 
@@ -31,8 +31,8 @@ class Bucket(Strategy):
         G = self._reduce.owned
         if self._local is None:  # an idle rank: more ranks than buckets
             return G[0]
-        out = aggregate_buckets(self.ctx.aggregator, G, self._local,
-                              self.ctx.layout.owned[self.ctx.rank])
+        out = bucketwise(self.ctx.aggregator, G, self._local,
+                         keys=self.ctx.layout.owned[self.ctx.rank])
         self.ctx.memory.hold("direction", out)
         self.last_trace = TraceRecord(self.ctx.layout.indices[self.ctx.rank], G, out)
         return out
