@@ -191,7 +191,9 @@ class Partition:
         if other.dim != self.dim:
             return False
         parent = other.bucket_of[self._order]
-        return all(bool((blk == blk[0]).all()) for blk in torch.split(parent, self._sizes))
+        sizes = torch.tensor(self._sizes)
+        first = parent[torch.cumsum(sizes, 0) - sizes]
+        return bool(torch.equal(parent, torch.repeat_interleave(first, sizes)))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Partition):
