@@ -8,7 +8,7 @@ standard            1 all-reduce of D
 bucket              K reduce-scatters of W·chunk, 1 parameter all-gather
 bucket-replicated   K all-reduces of D
 full-naive          as bucket, plus K all-gathers of W·chunk (the rebuild)
-full-gram           as bucket, plus 1 all-reduce of K² (the Gram)
+full-gram           as bucket, plus 1 all-reduce of K(K+1)/2 (the Gram's upper triangle)
 ==================  =========================================================
 
 Per rank, a ring all-reduce of N elements sends 2(W−1)/W·N, a reduce-scatter
@@ -27,7 +27,7 @@ def planned_calls(strategy: str, *, dim: int, languages: int, world_size: int,
     """``{"op:purpose": (calls, elements per call)}`` per step.
 
     >>> planned_calls("full-gram", dim=10, languages=3, world_size=2, chunk=5)
-    {'reduce_scatter:grad': (3, 10), 'all_reduce:gram': (1, 9), 'all_gather:param': (1, 10)}
+    {'reduce_scatter:grad': (3, 10), 'all_reduce:gram': (1, 6), 'all_gather:param': (1, 10)}
     """
     K, flat = languages, world_size * chunk
     rs = {"reduce_scatter:grad": (K, flat)}
@@ -37,7 +37,7 @@ def planned_calls(strategy: str, *, dim: int, languages: int, world_size: int,
         "bucket": rs | ag,
         "bucket-replicated": {"all_reduce:grad": (K, dim)},
         "full-naive": rs | {"all_gather:grad": (K, flat)} | ag,
-        "full-gram": rs | {"all_reduce:gram": (1, K * K)} | ag,
+        "full-gram": rs | {"all_reduce:gram": (1, K * (K + 1) // 2)} | ag,
     }
     if strategy not in plans:
         raise ValueError(f"unknown strategy {strategy!r}")

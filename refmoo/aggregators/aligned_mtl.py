@@ -26,7 +26,8 @@ A(cG) = c·A(G). Aligned-MTL is not non-conflicting in general.
 
 >>> import torch
 >>> G = torch.tensor([[2.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
->>> AlignedMTL()(G).tolist()  # B = diag(1/2, 1): aligned rows (1, 0), (0, 1), averaged
+>>> # B = diag(1/2, 1): aligned rows (1, 0), (0, 1), averaged; rounded
+>>> [round(x, 12) for x in AlignedMTL()(G).tolist()]
 [0.5, 0.5]
 """
 

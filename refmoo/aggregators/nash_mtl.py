@@ -46,7 +46,8 @@ Here ``max_norm`` defaults to 0 (no clipping) and nothing is carried between cal
 
 >>> import torch
 >>> G = torch.tensor([[2.0, 0.0], [0.0, 0.5]], dtype=torch.float64)
->>> NashMTL()(G).tolist()  # orthogonal rows: α_k = 1/‖g_k‖, so A(G) = Σ g_k/‖g_k‖
+>>> # orthogonal rows: α_k = 1/‖g_k‖, so A(G) = Σ g_k/‖g_k‖; rounded
+>>> [round(x, 12) for x in NashMTL()(G).tolist()]
 [1.0, 1.0]
 """
 

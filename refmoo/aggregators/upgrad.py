@@ -24,7 +24,7 @@ positive-definite matrix), which biases its weights by about that much.
 
 >>> import torch
 >>> G = torch.tensor([[1.0, 0.0], [-1.0, 1.0]], dtype=torch.float64)
->>> UPGrad()(G).tolist()  # π(g1) = (1/2, 1/2) and π(g2) = (0, 1)
+>>> [round(x, 12) for x in UPGrad()(G).tolist()]  # π(g1) = (1/2, 1/2) and π(g2) = (0, 1)
 [0.25, 0.75]
 """
 

@@ -40,7 +40,8 @@ def expected_bytes(strategy, chunk):
         "bucket-replicated": {"all_reduce:grad": K * 2 * (W - 1) * D * f / W},
         "full-naive": {"reduce_scatter:grad": rs, "all_gather:grad": rs,
                        "all_gather:param": ag_param},
-        "full-gram": {"reduce_scatter:grad": rs, "all_reduce:gram": 2 * (W - 1) * K * K * f / W,
+        "full-gram": {"reduce_scatter:grad": rs,
+                      "all_reduce:gram": 2 * (W - 1) * (K * (K + 1) // 2) * f / W,
                       "all_gather:param": ag_param},
     }[strategy]
 
