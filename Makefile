@@ -13,19 +13,20 @@ $(STAMP): pyproject.toml
 	# torch first and pinned: the CPU build of 2.13.0 is on local disk; an
 	# unpinned resolve would pull a multi-GB CUDA build.
 	$(PY) -m pip install torch==2.13.0
-	$(PY) -m pip install -e ".[eval,simulate,dev]"
+	$(PY) -m pip install -e ".[eval,simulate,finetune,dev]"
 	touch $(STAMP)
 
 install: $(STAMP)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check refmoo simulate eval tests benchmarks
+	$(VENV)/bin/ruff check refmoo simulate eval finetune tests benchmarks
 
 test: lint
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest
 
+# The main experiment on the embedded miniature (about 10 minutes on 2 cores).
 demo: $(STAMP)
-	$(PY) -m refmoo demo
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m finetune experiment --config miniature --out runs/demo
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_min_norm.py
