@@ -110,7 +110,7 @@ BUILTIN_BENCHMARKS: tuple[BenchmarkSpec, ...] = (
     ),
     BenchmarkSpec(
         "global_mmlu_full",
-        r"^global_mmlu_full_(?P<lang>[a-z]{2})$",
+        r"^global_mmlu_full_(?P<lang>[a-z]{2,3})$",
         kinds=_GROUP,
         metrics=("acc",),
         description="Global-MMLU (full), per-language group",
