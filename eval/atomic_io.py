@@ -21,12 +21,22 @@ def write_atomic(path: str | Path, write: Callable[[str], None]) -> Path:
     handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(handle)
     try:
+        # mkstemp creates 0600; the result should be what a plain open() gives, so that
+        # group members on a shared cluster can read the results.
+        os.chmod(tmp, 0o666 & ~_umask())
         write(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _umask() -> int:
+    # The only portable way to read the umask is to set it; set it straight back.
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:
@@ -43,13 +53,27 @@ def write_jsonl_atomic(path: str | Path, rows: Iterable[Any]) -> Path:
     return write_text_atomic(path, text)
 
 
+class CorruptFileError(ValueError):
+    """A JSON or JSONL file that does not parse; the message names the file (and line)."""
+
+
 def read_json(path: str | Path) -> Any:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise CorruptFileError(f"{path}: not valid JSON ({err})") from err
 
 
 def read_jsonl(path: str | Path) -> list[Any]:
-    lines = Path(path).read_text(encoding="utf-8").splitlines()
-    return [json.loads(line) for line in lines if line.strip()]
+    rows = []
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as err:
+            raise CorruptFileError(f"{path}, line {number}: not valid JSON ({err})") from err
+    return rows
 
 
 def _fallback(value: Any) -> Any:

@@ -18,7 +18,13 @@ from __future__ import annotations
 import traceback
 from pathlib import Path
 
-from eval.atomic_io import read_json, read_jsonl, write_json_atomic, write_jsonl_atomic
+from eval.atomic_io import (
+    CorruptFileError,
+    read_json,
+    read_jsonl,
+    write_json_atomic,
+    write_jsonl_atomic,
+)
 from eval.registry import LanguageUnit
 
 # Changing any of these would mix incomparable numbers in one run directory.
@@ -76,7 +82,17 @@ class RunStore:
         return read_json(self.manifest_path)
 
     def is_done(self, unit: LanguageUnit) -> bool:
-        return self.raw_path(unit).exists()
+        """A unit is done when its raw file and its samples both parse: a file truncated by
+        a crash or a full disk (written outside this store, or by an older version) is run
+        again rather than counted as done forever."""
+        if not (self.raw_path(unit).exists() and self.samples_path(unit).exists()):
+            return False
+        try:
+            read_json(self.raw_path(unit))
+            read_jsonl(self.samples_path(unit))
+        except CorruptFileError:
+            return False
+        return True
 
     def save_unit(self, unit: LanguageUnit, output: dict) -> None:
         output = dict(output)
