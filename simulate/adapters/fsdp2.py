@@ -1,4 +1,4 @@
-"""Bucket-level MOO inside FSDP2 (``fully_shard``), through the unit all-reduce hook.
+r"""Bucket-level MOO inside FSDP2 (``fully_shard``), through the unit all-reduce hook.
 
 FSDP2 reduce-scatters each unit's gradients; ``set_all_reduce_hook`` hands
 the rank its shard of the unit (``reduce_output``) before it is written into
@@ -19,6 +19,16 @@ are each rank's share of the global loss, as for the engine.
 Shard layout (``torch/distributed/fsdp/_fully_shard/_fsdp_collectives.py``,
 torch 2.13): the output is the concatenation, in unit order, of chunk r of
 every parameter padded to ⌈n₀/W⌉ rows; padding is dropped here and left zero.
+
+:class:`FSDP2GramMOO` is the route for partitions whose buckets straddle the
+ranks' shards (the full vector, one bucket per tensor): proofs/gram.md,
+Theorem 6.2. The hook stores every pass's shard and zeroes ``reduce_output``;
+after the last backward, :meth:`FSDP2GramMOO.finish` computes this rank's
+partial Gram of every bucket, :math:`Q_r^b = G^{b\cap S_r}G^{b\cap S_r\top}`,
+sums them over ranks in one all-reduce of M·K(K+1)/2 numbers (upper
+triangles, symmetric by construction: ``refmoo.gram``), solves the weights
+:math:`w_b = w(Q^b)` on every rank, and writes :math:`w_b^\top G^{b\cap S_r}` into
+the rank's sharded ``.grad``. No rank ever holds another rank's gradients.
 """
 
 from __future__ import annotations
@@ -26,56 +36,73 @@ from __future__ import annotations
 from contextlib import contextmanager
 
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
 
-from refmoo import Aggregator, Partition, bucketwise
+from refmoo import Aggregator, GramAggregator, Partition
+from refmoo.gram import from_upper_triangle, upper_triangle
 from refmoo.partitions import flat_parameters
 from refmoo.partitions.fsdp import ROOT, chunk_rows
 
+from .common import aggregate
 
-class FSDP2BucketMOO:
-    """Attach to a model already wrapped with ``fully_shard`` (units, then the root).
 
-    ``partition`` must be ``refmoo.fsdp2_units(model, units, world_size)`` built
-    on the unwrapped model (same names), ``units`` the submodule names.
-    """
+class _UnitShard:
+    """Where rank ``rank``'s shard of one unit lies: positions in ``reduce_output``
+    (padding excluded), the matching global flat columns, and per parameter the
+    number of local elements (for writing a direction into the sharded ``.grad``)."""
 
-    def __init__(self, model: nn.Module, units: list[str], aggregator: Aggregator,
-                 partition: Partition, num_languages: int, rank: int, world_size: int) -> None:
+    def __init__(self, pieces, spans, world_size: int, rank: int) -> None:
+        positions, columns, self.params = [], [], []
+        start = 0
+        for piece in pieces:  # chunk 0 of every parameter is non-empty: all parameters
+            s = spans[piece.name]
+            rows = s.shape[0]
+            row_numel = s.numel // rows
+            lo, hi = chunk_rows(rows, world_size, rank)
+            n = (hi - lo) * row_numel
+            positions.append(torch.arange(start, start + n))
+            columns.append(torch.arange(s.offset + lo * row_numel, s.offset + hi * row_numel))
+            self.params.append((piece.name, n))
+            start += -(-rows // world_size) * row_numel
+        self.positions = torch.cat(positions)
+        self.columns = torch.cat(columns)
+        self.numel = start
+
+
+class _FSDP2Hooks:
+    """The common part: sum reduction, one hook per unit, language k's shard stored."""
+
+    def __init__(self, model: nn.Module, units: list[str], shards: Partition,
+                 num_languages: int, rank: int, world_size: int) -> None:
         from torch.distributed.fsdp import FSDPModule
 
-        if partition.layout is None:
+        if shards.layout is None:
             raise ValueError("the partition must come from refmoo.fsdp2_units")
         spans = {s.name: s for s in flat_parameters(model)}
-        self.aggregator = aggregator
+        self.model = model
         self.K = num_languages
         self.rank = rank
         self._k: int | None = None
         self.shards: dict[str, Tensor] = {}
+        """unit → this rank's ``[K, n]`` shard of the K reduced gradients."""
+        self.layout: dict[str, _UnitShard] = {}
         modules = dict(model.named_modules())
-        by_name = {lay.name: b for b, lay in enumerate(partition.layout)}
+        by_name = {lay.name: b for b, lay in enumerate(shards.layout)}
         for unit in [ROOT, *units]:
             module = model if unit == ROOT else modules[unit]
             if not isinstance(module, FSDPModule):
                 raise ValueError(f"{unit!r} is not a fully_shard unit")
             module.set_gradient_divide_factor(1.0)
             module.set_force_sum_reduction_for_comms(True)
-            order = [lay for lay in partition.layout if lay.group == unit and lay.rank == 0]
+            order = [lay for lay in shards.layout if lay.group == unit and lay.rank == 0]
             if not order:
                 raise ValueError(f"unit {unit!r} has no parameters in the partition")
-            positions, start = [], 0
-            for piece in order[0].pieces:  # chunk 0 of every parameter is non-empty
-                s = spans[piece.name]
-                rows = s.shape[0]
-                padded = -(-rows // world_size) * s.row_numel
-                lo, hi = chunk_rows(rows, world_size, rank)
-                positions.append(torch.arange(start, start + (hi - lo) * s.row_numel))
-                start += padded
+            shard = self.layout[unit] = _UnitShard(order[0].pieces, spans, world_size, rank)
             bucket = by_name.get(f"{unit}@r{rank}")
-            pos = torch.cat(positions)
-            if bucket is not None and pos.numel() != partition.sizes[bucket]:
+            if bucket is not None and shard.positions.numel() != shards.sizes[bucket]:
                 raise ValueError(f"unit {unit!r}: shard layout does not match the partition")
-            module.set_all_reduce_hook(self._make_hook(unit, bucket, pos, start))
+            module.set_all_reduce_hook(self._make_hook(unit, bucket, shard))
 
     @contextmanager
     def language(self, k: int):
@@ -90,24 +117,137 @@ class FSDP2BucketMOO:
             with self.language(k):
                 loss().backward()
 
-    def _make_hook(self, unit: str, bucket: int | None, pos: Tensor, numel: int):
+    def _make_hook(self, unit: str, bucket: int | None, shard: _UnitShard):
         def hook(reduce_output: Tensor) -> None:
             k = self._k
             if k is None:
                 raise RuntimeError("backward ran outside `with moo.language(k):`")
-            if reduce_output.numel() != numel:
+            if reduce_output.numel() != shard.numel:
                 raise RuntimeError(f"unit {unit!r}: reduce-scatter output has "
-                                   f"{reduce_output.numel()} elements, expected {numel}")
-            if bucket is None:  # this rank's shard of the unit is all padding
+                                   f"{reduce_output.numel()} elements, expected {shard.numel}")
+            if shard.positions.numel() == 0:  # this rank's shard of the unit is all padding
                 reduce_output.zero_()
                 return
-            p = pos.to(reduce_output.device)
+            p = shard.positions.to(reduce_output.device)
             G = self.shards.get(unit)
             if G is None:
                 G = self.shards[unit] = reduce_output.new_zeros(self.K, p.numel())
             G[k] = reduce_output[p]
             reduce_output.zero_()
             if k == self.K - 1:
-                local = Partition.from_sizes([p.numel()])
-                reduce_output[p] = bucketwise(self.aggregator, G, local, keys=[bucket])
+                self._last_pass(unit, bucket, G, reduce_output, p)
         return hook
+
+    def _last_pass(self, unit, bucket, G, reduce_output, positions) -> None:
+        """Language K−1's shard is stored; ``reduce_output`` is zero."""
+
+
+class FSDP2BucketMOO(_FSDP2Hooks):
+    """Attach to a model already wrapped with ``fully_shard`` (units, then the root).
+
+    ``partition`` must be ``refmoo.fsdp2_units(model, units, world_size)`` built
+    on the unwrapped model (same names), ``units`` the submodule names.
+    """
+
+    def __init__(self, model: nn.Module, units: list[str], aggregator: Aggregator,
+                 partition: Partition, num_languages: int, rank: int, world_size: int) -> None:
+        self.aggregator = aggregator
+        self.weights: dict[int, Tensor] = {}
+        """Partition bucket → its weights at the last step (this rank's buckets)."""
+        super().__init__(model, units, partition, num_languages, rank, world_size)
+
+    def _last_pass(self, unit, bucket, G, reduce_output, positions) -> None:
+        local = Partition.from_sizes([positions.numel()])
+        direction, weights = aggregate(self.aggregator, G, local, keys=[bucket])
+        reduce_output[positions] = direction
+        if weights is not None:
+            self.weights[bucket] = weights[0]
+
+
+class FSDP2GramMOO(_FSDP2Hooks):
+    """Gram-based MOO on any ``partition`` of the flat vector under FSDP2 (module docstring).
+
+    ``shards`` is ``refmoo.fsdp2_units(model, units, world_size)`` (the engine's
+    layout), ``partition`` the MOO's buckets (``Partition.single(D)`` for the full
+    vector), both built on the unwrapped model. Run the K passes, then :meth:`finish`
+    on every rank before the optimizer step.
+    """
+
+    def __init__(self, model: nn.Module, units: list[str], aggregator: Aggregator,
+                 shards: Partition, partition: Partition, num_languages: int, rank: int,
+                 world_size: int, group=None) -> None:
+        if not isinstance(aggregator, GramAggregator):
+            raise ValueError(f"{aggregator!r} is not Gram-based: its update needs the whole "
+                             "bucket, which no rank holds under FSDP2")
+        if partition.dim != shards.dim:
+            raise ValueError(f"the partition covers {partition.dim} columns, the model has "
+                             f"{shards.dim}")
+        self.aggregator = aggregator
+        self.partition = partition
+        self.group = group
+        self.weights: Tensor | None = None
+        """``[M, K]``: the last step's weights, the same on every rank."""
+        super().__init__(model, units, shards, num_languages, rank, world_size)
+
+    def local_gradients(self) -> tuple[Tensor, Tensor]:
+        """This rank's ``[K, n]`` shard of G (all units) and the n global columns."""
+        units = [u for u in self.layout if u in self.shards]
+        G = torch.cat([self.shards[u] for u in units], dim=1)
+        cols = torch.cat([self.layout[u].columns for u in units]).to(G.device)
+        return G, cols
+
+    def partial_grams(self, partition: Partition) -> Tensor:
+        """This rank's ``[M, K, K]`` partial Grams of ``partition``'s buckets (zeros for
+        buckets it holds nothing of)."""
+        G, cols = self.local_gradients()
+        return partial_grams(G, cols, partition)
+
+    def finish(self) -> Tensor:
+        """Exchange the partial Grams, solve, write the local direction into ``.grad``;
+        returns the ``[M, K]`` weights."""
+        Q = reduce_grams(self.partial_grams(self.partition), self.group)
+        M = len(self.partition)
+        self.weights = self.aggregator.weights_from_gram(Q, keys=torch.arange(M))
+        G, cols = self.local_gradients()
+        w = self.weights.to(G.dtype)[self.partition.bucket_of.to(cols.device)[cols]]  # [n, K]
+        direction = (G * w.T).sum(0)
+        self._write(direction)
+        return self.weights
+
+    @torch.no_grad()
+    def _write(self, direction: Tensor) -> None:
+        params = dict(self.model.named_parameters())
+        at = 0
+        for unit, shard in self.layout.items():
+            if unit not in self.shards:
+                continue
+            for name, n in shard.params:
+                if n:
+                    local = params[name].grad.to_local()
+                    local.copy_(direction[at:at + n].view_as(local))
+                at += n
+
+
+def partial_grams(G: Tensor, cols: Tensor, partition: Partition) -> Tensor:
+    """``Q[b] = G[:, i∈b] G[:, i∈b]ᵀ`` over the columns ``cols`` this rank holds."""
+    K = G.shape[0]
+    bucket = partition.bucket_of.to(cols.device)[cols]
+    order = torch.argsort(bucket, stable=True)
+    held, counts = torch.unique_consecutive(bucket[order], return_counts=True)
+    Q = G.new_zeros(len(partition), K, K)
+    Gs = G[:, order]
+    at = 0
+    for b, n in zip(held.tolist(), counts.tolist(), strict=True):
+        S = Gs[:, at:at + n]
+        Q[b] = S @ S.T
+        at += n
+    return Q
+
+
+def reduce_grams(Q: Tensor, group=None) -> Tensor:
+    """Sum ``[M, K, K]`` partial Grams over ranks: one all-reduce of M·K(K+1)/2 numbers,
+    mirrored back, so the result is exactly symmetric on every rank."""
+    K = Q.shape[-1]
+    packed = upper_triangle(Q).contiguous()
+    dist.all_reduce(packed, group=group)
+    return from_upper_triangle(packed, K)
