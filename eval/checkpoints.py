@@ -52,6 +52,12 @@ def load_checkpoint(
     return LoadedCheckpoint(model=model, tokenizer=loaded_tokenizer, source=source)
 
 
+def checkpoint_source(checkpoint: str | Path) -> str:
+    """How a run records ``checkpoint``: the path as given if it exists locally, else a hub
+    id (checked without loading anything)."""
+    return _check_local_path(str(checkpoint))
+
+
 def from_objects(model: Any, tokenizer: Any, source: str = "<in-memory>") -> LoadedCheckpoint:
     """Wrap a model and tokenizer that are already in memory."""
     if tokenizer is None:

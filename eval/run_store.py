@@ -28,7 +28,8 @@ from eval.atomic_io import (
 from eval.registry import LanguageUnit
 
 # Changing any of these would mix incomparable numbers in one run directory.
-FINGERPRINT_KEYS = ("checkpoint", "limit", "num_fewshot", "apply_chat_template", "seed")
+FINGERPRINT_KEYS = ("checkpoint", "limit", "num_fewshot", "apply_chat_template", "seed",
+                    "dtype", "batch_size", "tokenizer")
 
 
 class RunSettingsMismatch(ValueError):

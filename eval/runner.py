@@ -35,6 +35,32 @@ class EvalSettings:
     stderr_bootstrap_iters: int = 1000
 
 
+def run_manifest(
+    source: str,
+    out_dir: str | Path,
+    settings: EvalSettings,
+    label: str | None = None,
+    loading: Mapping[str, object] | None = None,
+) -> dict:
+    """The settings a run directory records: what was evaluated, and everything that changes
+    its scores (``loading``: how the model was loaded, e.g. dtype and tokenizer). Built from
+    the arguments alone, so a resumed run is checked before the model is loaded."""
+    from lm_eval import __version__ as lm_eval_version
+
+    return {
+        "label": label or Path(out_dir).name,
+        "checkpoint": source,
+        "lm_eval_version": lm_eval_version,
+        **asdict(settings),
+        **dict(loading or {}),
+    }
+
+
+def check_resume(out_dir: str | Path, manifest: dict) -> None:
+    """Refuse to resume ``out_dir`` under other settings (raises ``RunSettingsMismatch``)."""
+    RunStore(out_dir).start(manifest)
+
+
 def run_evaluation(
     checkpoint: LoadedCheckpoint,
     plan: RunPlan,
@@ -44,20 +70,13 @@ def run_evaluation(
     metric_preferences: Mapping[str, Sequence[str]],
     label: str | None = None,
     show_progress: bool = True,
+    loading: Mapping[str, object] | None = None,
 ) -> dict:
     """Evaluate every unfinished unit of ``plan``; return the run's summary."""
-    from lm_eval import __version__ as lm_eval_version
     from lm_eval import simple_evaluate
 
     store = RunStore(out_dir)
-    store.start(
-        {
-            "label": label or Path(out_dir).name,
-            "checkpoint": checkpoint.source,
-            "lm_eval_version": lm_eval_version,
-            **asdict(settings),
-        }
-    )
+    store.start(run_manifest(checkpoint.source, out_dir, settings, label, loading))
     _report_uncovered(plan)
     todo = [unit for unit in plan.units if not store.is_done(unit)]
     log.info(

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+import eval.api
 import eval.runner
 from eval.api import evaluate_checkpoint
 from eval.checkpoints import CheckpointError, load_checkpoint
@@ -181,3 +182,26 @@ def test_a_failing_unit_keeps_the_others_and_resume_redoes_only_it(
             registry.metric_preferences,
             show_progress=False,
         )
+
+
+def test_resume_with_another_dtype_is_refused_before_the_model_loads(
+    tmp_path, base_checkpoint, local_suite, monkeypatch
+):
+    common = dict(seen=["en"], unseen=["fr"], benchmarks=["local_wordorder"], out_dir=tmp_path,
+                  settings=EvalSettings(limit=2), include_paths=[local_suite],
+                  include_defaults=False, show_progress=False)
+    evaluate_checkpoint(base_checkpoint, dtype="float32", **common)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["dtype"] == "float32"
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the weights were loaded before the settings were checked")
+
+    monkeypatch.setattr(eval.api, "load_checkpoint", no_loading)
+    with pytest.raises(RunSettingsMismatch, match="dtype"):
+        evaluate_checkpoint(base_checkpoint, dtype="bfloat16", **common)
+    with pytest.raises(RunSettingsMismatch, match="batch_size"):
+        evaluate_checkpoint(base_checkpoint, dtype="float32",
+                            **{**common, "settings": EvalSettings(limit=2, batch_size=4)})
+    # The refused attempts left the recorded settings as they were.
+    assert json.loads((tmp_path / "manifest.json").read_text()) == manifest
