@@ -9,11 +9,16 @@ independent stderrs. Averages over units (seen, unseen, per language, per benchm
 resample every unit independently (a stratified bootstrap) and average the replicates
 exactly as the scores are averaged, so their intervals cover the reported deltas.
 
-* interval: percentile interval of the replicates (default 95 %);
-* p-value (two-sided, H0: delta = 0): the replicates are centred on the observed delta,
-  so under H0 their spread around it stands in for the null distribution;
-  p = (1 + #{|replicate - observed| >= |observed|}) / (1 + iterations)
-  (Efron & Tibshirani 1993, ch. 16; Koehn 2004 uses the same paired resampling for MT).
+* interval: percentile interval of the replicates (default 95 %), taken as order
+  statistics: with B replicates sorted and j = floor(B·(1 − confidence)/2), the
+  interval is [r_(j), r_(B−1−j)] (0-based);
+* p-value (two-sided, H0: delta = 0), read off the same replicates: with
+  k = min(#{r ≤ 0}, #{r ≥ 0}), p = min(1, max(2k, 1)/B). A replicate equal to 0
+  counts on both sides (ties never make a difference look significant). Then the
+  interval excludes 0 exactly when p ≤ 1 − confidence (for B ≥ 2/(1 − confidence)),
+  so the table's interval and its p never disagree (Efron & Tibshirani 1993, ch. 15-16,
+  the percentile method; Koehn 2004 uses the same paired resampling for MT). The
+  smallest p it reports is 1/B: "below the resolution of B resamples".
 
 Randomness is seeded per unit from (seed, unit id), so a unit's replicates do not change
 when other units are added to a comparison.
@@ -60,12 +65,15 @@ def significance(observed: float, replicates: np.ndarray | None, confidence: flo
     result = {"delta": float(observed), "ci_low": None, "ci_high": None, "p_value": None}
     if replicates is None:
         return result
-    tail = (1.0 - confidence) / 2.0
-    low, high = np.quantile(replicates, [tail, 1.0 - tail])
-    extreme = np.count_nonzero(np.abs(replicates - observed) >= abs(observed))
+    ordered = np.sort(np.asarray(replicates, dtype=float))
+    B = ordered.size
+    j = int(np.floor(B * (1.0 - confidence) / 2.0))
+    at_or_below = int(np.count_nonzero(ordered <= 0.0))
+    at_or_above = int(np.count_nonzero(ordered >= 0.0))
+    k = min(at_or_below, at_or_above)
     result.update(
-        ci_low=float(low),
-        ci_high=float(high),
-        p_value=float((1 + extreme) / (1 + replicates.size)),
+        ci_low=float(ordered[j]),
+        ci_high=float(ordered[B - 1 - j]),
+        p_value=min(1.0, max(2 * k, 1) / B),
     )
     return result

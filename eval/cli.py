@@ -83,6 +83,12 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("--iterations", type=int, default=10_000)
     compare.add_argument("--seed", type=int, default=0)
     compare.add_argument("--out", required=True)
+    compare.add_argument(
+        "--allow-mismatch",
+        action="store_true",
+        help="compare runs evaluated under different settings (few-shot, limit, chat "
+        "template, dtype, benchmarks); the report then opens with a warning",
+    )
     compare.set_defaults(handler=_compare)
 
     separability = commands.add_parser("separability", help="language separability per layer")
@@ -198,7 +204,10 @@ def _compare(args) -> int:
     from eval.reports import write_comparison_report
 
     runs = [load_run(path) for path in args.runs]
-    comparison = compare_runs(runs, args.baseline, iterations=args.iterations, seed=args.seed)
+    comparison = compare_runs(runs, args.baseline, iterations=args.iterations, seed=args.seed,
+                              allow_mismatch=args.allow_mismatch)
+    for problem in comparison["mismatches"]:
+        print(f"WARNING: settings differ: {problem}", file=sys.stderr)
     report = write_comparison_report(args.out, comparison, [run.summary for run in runs])
     print(f"report: {report}")
     return 0

@@ -46,16 +46,52 @@ def load_run(run_dir: str | Path) -> LoadedRun:
     return LoadedRun(root=root, summary=summary)
 
 
+# Settings under which two runs' scores are not comparable.
+COMPARED_SETTINGS = ("num_fewshot", "limit", "apply_chat_template", "dtype")
+
+
+class SettingsMismatch(ValueError):
+    """Runs evaluated under different settings; ``allow_mismatch=True`` compares anyway."""
+
+
+def settings_mismatches(runs: Sequence[LoadedRun], baseline: LoadedRun) -> list[str]:
+    """One line per setting (and benchmark list) in which a run differs from the baseline."""
+    problems = []
+    for run in runs:
+        if run is baseline:
+            continue
+        for key in COMPARED_SETTINGS:
+            mine, theirs = run.summary["settings"].get(key), baseline.summary["settings"].get(key)
+            if mine != theirs:
+                problems.append(f"{run.label!r} has {key}={mine!r}, "
+                                f"{baseline.label!r} has {key}={theirs!r}")
+        if sorted(run.summary["benchmarks"]) != sorted(baseline.summary["benchmarks"]):
+            problems.append(f"{run.label!r} ran benchmarks {run.summary['benchmarks']}, "
+                            f"{baseline.label!r} ran {baseline.summary['benchmarks']}")
+    return problems
+
+
 def compare_runs(
-    runs: Sequence[LoadedRun], baseline: str, iterations: int = 10_000, seed: int = 0
+    runs: Sequence[LoadedRun], baseline: str, iterations: int = 10_000, seed: int = 0,
+    *, allow_mismatch: bool = False,
 ) -> dict:
-    """Deltas of every run against ``baseline`` (a run label), with paired bootstrap tests."""
+    """Deltas of every run against ``baseline`` (a run label), with paired bootstrap tests.
+
+    Runs evaluated with other settings (few-shot count, limit, chat template, dtype,
+    benchmark list) are refused unless ``allow_mismatch``; then the comparison lists the
+    mismatches and the report shows them in a banner."""
     by_label = {run.label: run for run in runs}
     if len(by_label) != len(runs):
         raise ValueError(f"run labels must be distinct, got {[r.label for r in runs]}")
     if baseline not in by_label:
         raise UnknownNameError("baseline run", baseline, by_label)
     base = by_label[baseline]
+    mismatches = settings_mismatches(runs, base)
+    if mismatches and not allow_mismatch:
+        raise SettingsMismatch(
+            "the runs were evaluated under different settings; their scores are not "
+            "comparable:\n  " + "\n  ".join(mismatches)
+            + "\n(compare anyway with --allow-mismatch)")
     seen, unseen = base.summary["seen"], base.summary["unseen"]
     for run in runs:
         if (run.summary["seen"], run.summary["unseen"]) != (seen, unseen):
@@ -73,6 +109,8 @@ def compare_runs(
         "baseline": baseline,
         "runs": [run.label for run in runs],
         "checkpoints": {run.label: run.summary["checkpoint"] for run in runs},
+        "settings": {run.label: run.summary["settings"] for run in runs},
+        "mismatches": mismatches,
         "seen": seen,
         "unseen": unseen,
         "scores": {
@@ -112,8 +150,16 @@ def _compare_pair(base: LoadedRun, other: LoadedRun, seen, unseen, iterations, s
             "n_examples": int(differences.size),
         }
     stats = _zip_trees(aggregate(observed, seen, unseen), aggregate(replicates, seen, unseen))
+    on_common = {
+        label: aggregate({(u["benchmark"], u["language"]): u["score"]
+                          for unit_id, u in units.items() if unit_id in common}, seen, unseen)
+        for label, units in ((base.label, base_units), (other.label, other_units))
+    }
     return {
         **stats,
+        # The scores each Δ is the difference of: both runs averaged on the common units.
+        "common_units": common,
+        "on_common_units": on_common,
         "per_unit": per_unit,
         "not_bootstrapped": held_out,
         "only_in_baseline": sorted(set(base_units) - set(other_units)),

