@@ -26,6 +26,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         force_offline()
     from eval.checkpoints import CheckpointError
+    from eval.hub import HubUnreachable
     from eval.run_store import RunSettingsMismatch
     from eval.suggestions import UnknownNameError
 
@@ -35,6 +36,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         UnknownNameError,
         CheckpointError,
         RunSettingsMismatch,
+        HubUnreachable,
         FileNotFoundError,
         ValueError,
     ) as err:
@@ -76,6 +78,14 @@ def _parser() -> argparse.ArgumentParser:
     _model_placement_args(run)
     _task_source_args(run)
     run.set_defaults(handler=_run)
+
+    prefetch = commands.add_parser(
+        "prefetch", help="download the datasets of a plan, for nodes that run with --offline")
+    prefetch.add_argument("--benchmark", nargs="+", help="benchmarks (default: all)")
+    prefetch.add_argument("--languages", nargs="+", required=True,
+                          help="languages whose datasets to fetch")
+    _task_source_args(prefetch)
+    prefetch.set_defaults(handler=_prefetch)
 
     compare = commands.add_parser("compare", help="deltas and paired bootstrap between runs")
     compare.add_argument("runs", nargs="+", help="run directories")
@@ -197,6 +207,21 @@ def _run(args) -> int:
         print(f"no coverage: seen {uncovered['seen']}, unseen {uncovered['unseen']}")
     print(f"report: {Path(args.out) / 'report.md'}")
     return 1 if summary["failures"] else 0
+
+
+def _prefetch(args) -> int:
+    from eval.hub import prefetch
+    from eval.registry import build_registry, load_task_manager
+    from eval.selection import plan_run
+
+    manager = load_task_manager(_include_paths(args), not args.no_defaults)
+    plan = plan_run(build_registry(manager), args.languages, [], args.benchmark)
+    rows = prefetch(plan, manager)
+    for row in rows:
+        print(f"{row['unit']}: " + (", ".join(row["datasets"]) if row["ok"] else row["error"]))
+    failed = [row for row in rows if not row["ok"]]
+    print(f"{len(rows) - len(failed)} of {len(rows)} units cached")
+    return 1 if failed else 0
 
 
 def _compare(args) -> int:

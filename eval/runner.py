@@ -16,6 +16,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from eval.checkpoints import LoadedCheckpoint, as_lm_eval_model
+from eval.hub import HubUnreachable, hub_failure_message, is_hub_failure
 from eval.run_store import RunStore
 from eval.selection import RunPlan
 from eval.summary import write_summary
@@ -110,8 +111,20 @@ def run_evaluation(
         except Exception as err:  # one unit's failure must not cost the others
             store.save_failure(unit, err)
             log.error("%s failed: %s: %s", unit.unit_id, type(err).__name__, err)
+            if is_hub_failure(err):
+                # Every other unit would spend its own retries on the same missing hub.
+                write_summary(store, plan, metric_preferences)
+                raise HubUnreachable(
+                    hub_failure_message(plan, unit.unit_id, err, offline=_offline())
+                ) from err
         write_summary(store, plan, metric_preferences)
     return write_summary(store, plan, metric_preferences)
+
+
+def _offline() -> bool:
+    import os
+
+    return os.environ.get("HF_DATASETS_OFFLINE") == "1" or os.environ.get("HF_HUB_OFFLINE") == "1"
 
 
 def _report_uncovered(plan: RunPlan) -> None:
