@@ -39,12 +39,10 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from refmoo import Aggregator, GramAggregator, Partition
+from refmoo import Aggregator, GramAggregator, Partition, bucketwise
 from refmoo.gram import from_upper_triangle, upper_triangle
 from refmoo.partitions import flat_parameters
 from refmoo.partitions.fsdp import ROOT, chunk_rows
-
-from .common import aggregate
 
 
 class _UnitShard:
@@ -152,16 +150,14 @@ class FSDP2BucketMOO(_FSDP2Hooks):
     def __init__(self, model: nn.Module, units: list[str], aggregator: Aggregator,
                  partition: Partition, num_languages: int, rank: int, world_size: int) -> None:
         self.aggregator = aggregator
-        self.weights: dict[int, Tensor] = {}
-        """Partition bucket → its weights at the last step (this rank's buckets)."""
+        self.buckets: dict[str, int] = {}
+        """unit → the partition bucket this rank owns in it."""
         super().__init__(model, units, partition, num_languages, rank, world_size)
 
     def _last_pass(self, unit, bucket, G, reduce_output, positions) -> None:
         local = Partition.from_sizes([positions.numel()])
-        direction, weights = aggregate(self.aggregator, G, local, keys=[bucket])
-        reduce_output[positions] = direction
-        if weights is not None:
-            self.weights[bucket] = weights[0]
+        reduce_output[positions] = bucketwise(self.aggregator, G, local, keys=[bucket])
+        self.buckets[unit] = bucket
 
 
 class FSDP2GramMOO(_FSDP2Hooks):
