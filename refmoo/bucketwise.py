@@ -1,39 +1,183 @@
 r"""Bucket-level MOO: :math:`A_P(G) = \mathrm{concat}_b\, A(G^b)`.
 
-For Gram-based aggregators every bucket Gram :math:`G^b G^{b\top}` is computed
-in one batched pass per bucket size, all buckets are solved together, and the
-weights are applied in one more pass. No Python loop runs over buckets.
+For a Gram-based aggregator :math:`A(G) = w(GG^\top)^\top G`, so on bucket b
+
+.. math:: A_P(G)\big|_{B_b} = w(Q_b)^\top G^b, \qquad
+          Q_b = G^b G^{b\top} = \sum_{t \subseteq B_b} G^t G^{t\top},
+
+where t runs over pieces of consecutive columns. ``bucketwise`` therefore costs
+one read of G for the Grams, one batched solve for all buckets, and one read of
+G plus one write of the D-vector for the combination. Both passes work on views
+of G: the columns are cut into equal tiles (:func:`column_tiling`), one batched
+product covers every tile that lies in a single bucket, and the few tiles that
+straddle a bucket boundary are masked, once per bucket they touch. No bucket is
+gathered into a copy, whatever the order in which the partition lists its
+columns (reverse registration order, owner-rank slices, FSDP2 row chunks).
+
+Scale. A bucket's Gram is formed in G's dtype, so it overflows when
+:math:`\max|g| \gtrsim \sqrt{\text{max}/n}` and loses its entries to underflow
+when :math:`\max|g| \lesssim \sqrt{\text{tiny}}`. The diagonal tells which
+buckets are affected at no extra cost: with :math:`m_b = \max_k Q_{b,kk}` and
+:math:`n_b` columns, a bucket is *in range* when
+
+.. math:: n_b\,\text{tiny}/u \;\le\; m_b \;\le\; u\cdot\text{max}
+
+(u the unit roundoff: underflow then perturbs Q_b by at most
+:math:`n_b u\,\text{tiny} \le u^2 m_b`, far below rounding, and nothing
+overflowed). Only the other buckets are read again, scaled by an exact power of
+two :math:`2^{-e_b}` with float64 products (then :math:`Q_b = 4^{e_b}\hat Q_b`, and
+:math:`\hat Q_b` is handed to the solver in G's dtype like every other Gram). The
+aggregators of this package scale exactly with G, :math:`A(cG) = c^p A(G)` (p = 1;
+p = 0 for Nash-MTL), so :math:`w(4^{e}\hat Q) = 2^{e(p-1)} w(\hat Q)`; p is read off
+the aggregator by one exact power-of-two step, :math:`w(4\hat Q) = 2^{p-1}w(\hat Q)`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch import Tensor
 
 from ._checks import GradientError, check_finite, check_matrix, locate_non_finite
 from .aggregators._base import Aggregator, GramAggregator
-from .partitions._partition import Partition, size_groups
+from .aggregators.mean import Mean
+from .aggregators.sum import Sum
+from .partitions._partition import ColumnTiling, Partition, column_tiling
+
+# Elements of the per-tile Gram batch materialised at once ([slab, K, K]): bounds
+# memory when tiles are tiny (fine partitions) without costing a visible loop.
+GRAM_SLAB_ELEMENTS = 1 << 22
+# Elements of G gathered at once when recomputing out-of-range buckets.
+RESCUE_SLAB_ELEMENTS = 1 << 24
 
 
-def _bucket_order(G: Tensor, partition: Partition) -> Tensor:
-    return G if partition.is_contiguous else G[:, partition.order]
+# -- views of G ----------------------------------------------------------------------
+
+def _row_major(G: Tensor) -> Tensor:
+    """G with unit column stride, so that column ranges are views (copies only a
+    transposed or otherwise strided input)."""
+    return G if G.stride(-1) == 1 else G.contiguous()
 
 
-def _group_block(Gp: Tensor, group) -> Tensor:
-    """The group's buckets as a ``[K, n, size]`` tensor (a view when consecutive)."""
-    K = Gp.shape[0]
-    n = group.buckets.numel()
-    if group.consecutive:
-        start = int(group.starts[0])
-        return Gp[:, start:start + n * group.size].view(K, n, group.size) \
-            if Gp.is_contiguous() else Gp[:, start:start + n * group.size].reshape(K, n, group.size)
-    return Gp[:, group.columns()]
+def _tiles(G: Tensor, tiling: ColumnTiling) -> Tensor:
+    """The full tiles of G as a ``[T, K, width]`` view (tile t = columns t·w .. (t+1)·w)."""
+    K, c, T = G.shape[0], tiling.width, tiling.full
+    return G[:, :T * c].view(K, T, c).transpose(0, 1)
 
+
+def _mixed_rows(G: Tensor, tiling: ColumnTiling, mixed: Tensor) -> Tensor:
+    """The mixed tiles, then the zero-padded tail, as a ``[n, K, width]`` copy
+    (a few tiles: one per bucket boundary that does not fall on a tile edge)."""
+    K, c, T = G.shape[0], tiling.width, tiling.full
+    rows = torch.zeros(mixed.numel() + (tiling.tail > 0), K, c, dtype=G.dtype, device=G.device)
+    if mixed.numel():
+        rows[:mixed.numel()] = _tiles(G, tiling)[mixed]
+    if tiling.tail:
+        rows[-1, :, :tiling.tail] = G[:, T * c:]
+    return rows
+
+
+def _ranges(n: int, step: int) -> Iterator[slice]:
+    for lo in range(0, n, max(step, 1)):
+        yield slice(lo, min(lo + step, n))
+
+
+# -- the two passes over G -----------------------------------------------------------
+
+def _accumulate_grams(G: Tensor, tiling: ColumnTiling, buckets: int, *,
+                      select: Tensor | None = None, exponent: Tensor | None = None) -> Tensor:
+    r"""float64 ``[buckets, K, K]``: :math:`\sum_t X_t X_t^\top` over the tiles (and the
+    masked runs of mixed tiles) of every bucket, where :math:`X_t = G^t` in G's dtype,
+    or, with ``select`` (bool per bucket), only for the selected buckets and with
+    :math:`X_t = 2^{-e_b} G^t` in float64 (``exponent`` = e per bucket, default 0).
+
+    Per-tile Grams are summed in float64, so a bucket of T tiles adds no
+    :math:`O(T u)` accumulation error of G's dtype. Row ``buckets`` of the
+    internal buffer absorbs the mixed tiles of the batched product.
+    """
+    K = G.shape[0]
+    tile_bucket, mixed, slot, slot_bucket = tiling.on(G.device)
+    Q = torch.zeros(buckets + 1, K, K, dtype=torch.float64, device=G.device)
+    tiles = _tiles(G, tiling)
+    target = torch.where(tile_bucket >= 0, tile_bucket, buckets)
+
+    def prepare(X: Tensor, owner: Tensor) -> Tensor:
+        if select is None:
+            return X
+        X = X.to(torch.float64)
+        return X if exponent is None else _scale_by_power_of_two(X, -exponent[owner])
+
+    if select is None:
+        for r in _ranges(tiling.full, GRAM_SLAB_ELEMENTS // (K * K)):
+            P = torch.bmm(tiles[r], tiles[r].transpose(1, 2)).to(torch.float64)
+            if tiling.identity:
+                Q[r] = P  # tile t is bucket t: nothing to sum
+            else:
+                Q.index_add_(0, target[r], P)
+    else:
+        chosen = (select[tile_bucket.clamp(min=0)] & (tile_bucket >= 0)).nonzero().reshape(-1)
+        step = RESCUE_SLAB_ELEMENTS // (K * tiling.width)
+        for r in _ranges(chosen.numel(), step):
+            X = prepare(tiles[chosen[r]], target[chosen[r]])
+            Q.index_add_(0, target[chosen[r]], torch.bmm(X, X.transpose(1, 2)))
+    if slot_bucket.numel():
+        X = _mixed_rows(G, tiling, mixed)
+        for s in range(slot_bucket.shape[1]):
+            owner = slot_bucket[:, s]
+            keep = owner >= 0
+            if select is not None:
+                keep &= select[owner.clamp(min=0)]
+            rows = keep.nonzero().reshape(-1)
+            if rows.numel() == 0:
+                continue
+            # Zero the other runs before the product (not after: 0·inf would
+            # smear one bucket's overflow into its neighbours).
+            Xs = torch.where((slot[rows] == s).unsqueeze(1), X[rows], 0)
+            Xs = prepare(Xs, owner[rows])
+            Q.index_add_(0, owner[rows], torch.bmm(Xs, Xs.transpose(1, 2)).to(torch.float64))
+    return Q[:buckets]
+
+
+def _combine_tiles(G: Tensor, weights: Tensor, tiling: ColumnTiling) -> Tensor:
+    """The D-vector whose columns in bucket b are ``weights[b] @ G^b``, written in
+    place tile by tile (one batched product over views, then the mixed tiles)."""
+    c, T = tiling.width, tiling.full
+    tile_bucket, mixed, slot, slot_bucket = tiling.on(G.device)
+    weights = weights.to(dtype=G.dtype, device=G.device)
+    out = G.new_empty(G.shape[1])
+    if T:
+        per_tile = weights[tile_bucket.clamp(min=0)].unsqueeze(1)  # mixed tiles: redone below
+        torch.bmm(per_tile, _tiles(G, tiling), out=out[:T * c].view(T, 1, c))
+    if slot_bucket.numel():
+        X = _mixed_rows(G, tiling, mixed)
+        Y = torch.zeros(X.shape[0], c, dtype=G.dtype, device=G.device)
+        for s in range(slot_bucket.shape[1]):
+            owner = slot_bucket[:, s]
+            rows = (owner >= 0).nonzero().reshape(-1)
+            part = torch.bmm(weights[owner[rows]].unsqueeze(1), X[rows]).squeeze(1)
+            Y[rows] = torch.where(slot[rows] == s, part, Y[rows])
+        if mixed.numel():
+            out[:T * c].view(T, c)[mixed] = Y[:mixed.numel()]
+        if tiling.tail:
+            out[T * c:] = Y[-1, :tiling.tail]
+    return out
+
+
+def _scale_by_power_of_two(X: Tensor, e: Tensor) -> Tensor:
+    """``X · 2^e`` per leading index, exactly (two factors, each within range)."""
+    e = e.to(torch.float64).view(-1, *([1] * (X.dim() - 1)))
+    half = torch.trunc(e / 2)
+    return X * torch.exp2(half) * torch.exp2(e - half)
+
+
+# -- public building blocks ----------------------------------------------------------
 
 def bucket_grams(G: Tensor, partition: Partition) -> Tensor:
-    """All bucket Gram matrices ``Q[b] = G^b G^{bᵀ}``, shape ``[M, K, K]``.
+    """All bucket Gram matrices ``Q[b] = G^b G^{bᵀ}``, shape ``[M, K, K]``, in G's dtype.
+
+    Products are taken in G's dtype on views of G and summed per bucket in
+    float64 (see :func:`scaled_bucket_grams` for Grams safe at every scale).
 
     >>> G = torch.tensor([[1.0, 2.0, 0.0], [0.0, 1.0, 1.0]])
     >>> bucket_grams(G, Partition.from_sizes([1, 2]))[1].tolist()
@@ -41,13 +185,8 @@ def bucket_grams(G: Tensor, partition: Partition) -> Tensor:
     """
     check_matrix(G)
     partition.check_columns(G)
-    K = G.shape[0]
-    Gp = _bucket_order(G, partition)
-    Q = G.new_empty(len(partition), K, K)
-    for group in size_groups(partition):
-        block = _group_block(Gp, group).transpose(0, 1)  # [n, K, size]
-        Q[group.buckets] = torch.bmm(block, block.transpose(1, 2))
-    return Q
+    G = _row_major(G)
+    return _accumulate_grams(G, column_tiling(partition), len(partition)).to(G.dtype)
 
 
 def combine(G: Tensor, weights: Tensor, partition: Partition) -> Tensor:
@@ -57,23 +196,90 @@ def combine(G: Tensor, weights: Tensor, partition: Partition) -> Tensor:
     if weights.shape != (len(partition), K):
         raise ValueError(
             f"weights must have shape {(len(partition), K)}, got {tuple(weights.shape)}")
-    Gp = _bucket_order(G, partition)
-    weights = weights.to(G.dtype)
-    out_p = G.new_empty(G.shape[1])
-    for group in size_groups(partition):
-        block = _group_block(Gp, group)  # [K, n, size]
-        part = torch.einsum("kns,nk->ns", block, weights[group.buckets])
-        if group.consecutive:
-            start = int(group.starts[0])
-            out_p[start:start + part.numel()] = part.reshape(-1)
-        else:
-            out_p[group.columns().reshape(-1)] = part.reshape(-1)
-    if partition.is_contiguous:
-        return out_p
-    out = torch.empty_like(out_p)
-    out[partition.order] = out_p
-    return out
+    return _combine_tiles(_row_major(G), weights, column_tiling(partition))
 
+
+def in_range(Q: Tensor, sizes: Tensor, dtype: torch.dtype) -> Tensor:
+    r"""Per bucket: is the Gram ``Q[b]`` (of ``sizes[b]`` columns, products in
+    ``dtype``) free of overflow and of underflow that matters?
+
+    :math:`n_b\,\text{tiny}/u \le \max_k Q_{b,kk} \le u\cdot\text{max}`. The lower
+    bound keeps the error of flushed products (at most :math:`u\,\text{tiny}` each)
+    below :math:`u^2 \max_k Q_{b,kk}`; the upper bound leaves the solver a factor
+    1/u of headroom. NaN and Inf fail both.
+    """
+    info = torch.finfo(dtype)
+    u = info.eps / 2
+    m = torch.diagonal(Q, dim1=-2, dim2=-1).amax(-1)
+    return (m >= sizes.to(m) * (info.tiny / u)) & (m <= info.max * u)
+
+
+def scaled_bucket_grams(G: Tensor, partition: Partition) -> tuple[Tensor, Tensor]:
+    r"""Bucket Grams that are accurate at every scale: ``Q`` ``[M, K, K]`` in G's dtype
+    and integer exponents ``e`` ``[M]`` with :math:`G^bG^{b\top} = 4^{e_b}\,Q_b`.
+
+    One pass over G in G's dtype; only buckets whose Gram is out of range
+    (:func:`in_range`) are read again, scaled by :math:`2^{-e_b}`,
+    :math:`2^{e_b-1} \le \max|G^b| < 2^{e_b}`, with float64 products (elsewhere
+    ``e_b = 0``). Raises :class:`GradientError` naming the first NaN/Inf.
+
+    >>> G = 2.0 ** -600 * torch.tensor([[1.0, 1.0], [-1.0, -2.0]], dtype=torch.float64)
+    >>> Q, e = scaled_bucket_grams(G, Partition.single(2))   # G Gᵀ = 2^-1200·[[2,-3],[-3,5]]
+    >>> int(e[0]), (16 * Q[0]).tolist()
+    (-598, [[2.0, -3.0], [-3.0, 5.0]])
+    """
+    check_matrix(G)
+    partition.check_columns(G)
+    G = _row_major(G)
+    tiling = column_tiling(partition)
+    M = len(partition)
+    Q = _accumulate_grams(G, tiling, M)
+    e = torch.zeros(M, dtype=torch.long, device=G.device)
+    bad = ~in_range(Q, tiling.bucket_sizes.to(G.device), G.dtype)
+    if not bool(bad.any()):
+        return Q.to(G.dtype), e
+    amax = _bucket_amax(G, tiling, M, bad)
+    if not bool(torch.isfinite(amax).all()):
+        locate_non_finite(G, partition)
+    redo = bad & (amax > 0)  # an all-zero bucket's Gram is exactly 0 already
+    e = torch.where(redo, torch.frexp(amax)[1].long(), e)
+    if bool(redo.any()):
+        Q[redo] = _accumulate_grams(G, tiling, M, select=redo, exponent=e)[redo]
+    Q[bad & (amax == 0)] = 0
+    if not bool(torch.isfinite(Q).all()):
+        locate_non_finite(G, partition)
+        raise GradientError("a bucket Gram is not finite although G is; please report this")
+    # In range by construction: the solver gets Grams in G's dtype, whose rounding
+    # it knows how to judge.
+    return Q.to(G.dtype), e
+
+
+def _bucket_amax(G: Tensor, tiling: ColumnTiling, buckets: int, select: Tensor) -> Tensor:
+    """float64 ``max |G^b|`` for the selected buckets (0 elsewhere; NaN/Inf propagate)."""
+    K = G.shape[0]
+    tile_bucket, mixed, slot, slot_bucket = tiling.on(G.device)
+    amax = torch.zeros(buckets, dtype=torch.float64, device=G.device)
+
+    def fold(values: Tensor, owner: Tensor) -> None:
+        # scatter_reduce's amax propagates NaN, so a NaN bucket cannot pass as finite.
+        amax.scatter_reduce_(0, owner, values.to(torch.float64), "amax")
+
+    chosen = (select[tile_bucket.clamp(min=0)] & (tile_bucket >= 0)).nonzero().reshape(-1)
+    tiles = _tiles(G, tiling)
+    for r in _ranges(chosen.numel(), RESCUE_SLAB_ELEMENTS // (K * tiling.width)):
+        fold(tiles[chosen[r]].abs().amax((1, 2)), tile_bucket[chosen[r]])
+    if slot_bucket.numel():
+        X = _mixed_rows(G, tiling, mixed)
+        for s in range(slot_bucket.shape[1]):
+            owner = slot_bucket[:, s]
+            rows = ((owner >= 0) & select[owner.clamp(min=0)]).nonzero().reshape(-1)
+            if rows.numel():
+                masked = torch.where((slot[rows] == s).unsqueeze(1), X[rows].abs(), 0)
+                fold(masked.amax((1, 2)), owner[rows])
+    return amax
+
+
+# -- the entry point -----------------------------------------------------------------
 
 def bucketwise(aggregator: Aggregator, G: Tensor, partition: Partition, *,
                keys: Sequence[int] | Tensor | None = None) -> Tensor:
@@ -83,6 +289,9 @@ def bucketwise(aggregator: Aggregator, G: Tensor, partition: Partition, *,
     aggregators give each bucket its own reproducible randomness. A rank that
     owns some buckets of a larger partition passes their global indices as
     ``keys`` and draws exactly what the single-process reference draws.
+
+    Mean and Sum act column by column, so they are applied to G directly: no
+    Gram is formed, and they fail exactly where the aggregator itself does.
 
     >>> from refmoo import MGDA
     >>> G = torch.tensor([[1.0, 1.0], [-1.0, -2.0]], dtype=torch.float64)
@@ -96,22 +305,65 @@ def bucketwise(aggregator: Aggregator, G: Tensor, partition: Partition, *,
         torch.as_tensor(keys, dtype=torch.long).reshape(-1)
     if keys.numel() != len(partition):
         raise ValueError(f"{keys.numel()} keys given for {len(partition)} buckets")
+    if isinstance(aggregator, (Mean, Sum)):
+        # A(G) = c·1ᵀG is the same on every bucket: concat_b A(G^b) = A(G).
+        check_finite(G, partition)
+        return aggregator._aggregate(G, key=0)
     if isinstance(aggregator, GramAggregator):
-        Q = bucket_grams(G, partition)
-        check_grams_finite(Q, G, partition)
-        return combine(G, aggregator.weights_from_gram(Q, keys=keys), partition)
+        G = _row_major(G)
+        Q, e = scaled_bucket_grams(G, partition)
+        weights = _weights(aggregator, Q, e, keys)
+        out = _combine_tiles(G, weights, column_tiling(partition))
+        _check_update(out, G, weights, Q, e, partition)
+        return out
     check_finite(G, partition)
     return aggregator.aggregate_partitioned(G, partition, keys)
 
 
-def check_grams_finite(Q: Tensor, G: Tensor, partition: Partition) -> None:
-    """Validate G through its bucket Grams: a NaN/Inf entry of G makes its bucket's
-    diagonal non-finite, so the K·D scan runs only when something is wrong."""
-    diagonal = torch.diagonal(Q, dim1=-2, dim2=-1)
-    if bool(torch.isfinite(diagonal).all()):
-        return
-    locate_non_finite(G, partition)
-    b, k = (int(i) for i in (~torch.isfinite(diagonal)).nonzero()[0])
+def _weights(aggregator: GramAggregator, Q: Tensor, e: Tensor, keys: Tensor) -> Tensor:
+    r"""Weights of the true bucket Grams :math:`4^{e_b} Q_b`, computed from :math:`Q_b`.
+
+    For an aggregator with :math:`A(cG) = c^pA(G)`, :math:`w(c^2Q) = c^{p-1}w(Q)`;
+    p is measured on the rescaled buckets by one exact step
+    :math:`w(4Q) = 2^{p-1}w(Q)` (p = 1 or 0 within :math:`\sqrt u`), else the
+    aggregator cannot be evaluated at that scale and an error says so.
+    """
+    w = aggregator.weights_from_gram(Q, keys=keys)
+    scaled = (e != 0).nonzero().reshape(-1)
+    if scaled.numel() == 0:
+        return w
+    w_s = w[scaled]
+    w_4 = aggregator.weights_from_gram(4 * Q[scaled], keys=keys[scaled])
+    tol = torch.finfo(w.dtype).eps ** 0.5 * w_s.abs().amax(-1, keepdim=True)
+    if bool(((w_4 - w_s).abs() <= tol).all()):
+        return w  # p = 1: weights do not depend on the scale
+    if bool(((2 * w_4 - w_s).abs() <= tol).all()):
+        w = w.clone()  # p = 0: weights scale as 1/c
+        w[scaled] = _scale_by_power_of_two(w_s.to(torch.float64), -e[scaled]).to(w.dtype)
+        return w
+    b = int(scaled[0])
     raise GradientError(
-        f"the squared norm of row {k} (language {k}) in bucket {b} ({partition.names[b]!r}) "
-        f"overflows {G.dtype}; cast the gradients to float64")
+        f"bucket {b}'s Gram is outside the range of float64 (G^b G^bᵀ = 4^{int(e[b])}·Q̂) and "
+        f"{aggregator!r} is not scale-homogeneous (A(cG) = c^p·A(G) with p = 0 or 1), so its "
+        f"weights cannot be evaluated there; rescale G")
+
+
+def _check_update(out: Tensor, G: Tensor, weights: Tensor, Q: Tensor, e: Tensor,
+                  partition: Partition) -> None:
+    r"""Raise, naming the bucket, if the update cannot be represented in G's dtype.
+
+    :math:`|A_P(G)_j| \le \sum_k |w_{bk}|\,\|g^b_k\|` for j in bucket b, from the
+    Grams already at hand; only a bucket whose bound reaches the dtype's maximum is
+    read back (the bound is loose by at most a factor of about :math:`K\sqrt{n_b}`)."""
+    norms = torch.diagonal(Q, dim1=-2, dim2=-1).clamp(min=0).sqrt()
+    bound = _scale_by_power_of_two((weights.to(torch.float64).abs() * norms).sum(-1), e)
+    suspect = (~(bound < torch.finfo(G.dtype).max)).nonzero().reshape(-1).tolist()
+    runs = column_tiling(partition).runs
+    for b in suspect:
+        spans = runs[runs[:, 2] == b]
+        if all(bool(torch.isfinite(out[int(lo):int(hi)]).all()) for lo, hi, _ in spans):
+            continue
+        largest = float(_scale_by_power_of_two(norms[b].amax().view(1), e[b:b + 1]))
+        raise GradientError(
+            f"the update of bucket {b} ({partition.names[b]!r}) overflows {G.dtype}: "
+            f"its rows of G have norms up to {largest:.3g}; cast G to float64 or scale it down")
