@@ -4,10 +4,21 @@ The registry answers "which lm-eval task (or group) measures benchmark B in lang
 with languages in the canonical form of ``language_codes``. It is built from a
 ``TaskManager`` so that it reflects exactly the tasks the installed lm-eval (plus any
 ``include_path``) can run.
+
+An include path may declare its own benchmark families in a ``benchmarks.json`` at its
+top: a JSON list of ``BenchmarkSpec`` fields, e.g.::
+
+    [{"name": "numwords_mc", "pattern": "^numwords_mc_(?P<lang>[a-z]{2})$",
+      "metrics": ["acc"], "description": "numbers to words, multiple choice"}]
+
+(``kinds`` is a list of "task" / "group"; ``language_is_name`` a boolean). So a task
+suite written elsewhere (e.g. by ``finetune prepare``) is a configuration, not code here.
 """
 
 from __future__ import annotations
 
+import functools
+import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -94,17 +105,26 @@ class Registry:
 def build_registry(
     task_manager, specs: Sequence[BenchmarkSpec] = BUILTIN_BENCHMARKS + LOCAL_BENCHMARKS
 ) -> Registry:
-    """Scan ``task_manager``'s index with every spec and normalise the languages found."""
+    """Scan ``task_manager``'s index with every spec and normalise the languages found.
+
+    Families declared by the task manager's include paths (``benchmarks.json``) are added
+    to ``specs``.
+    """
     index = task_manager.task_index
+    specs = _merge_specs(specs, declared_benchmarks(_include_paths(task_manager)))
     units: list[LanguageUnit] = []
     notes: list[str] = []
     for spec in specs:
         placed: dict[str, LanguageUnit] = {}
-        for name in sorted(index):
-            match = spec.regex.match(name)
-            if match is None or index[name].kind.name.lower().replace("py_", "") not in spec.kinds:
-                continue
-            native = match.group("lang")
+        candidates = [
+            (name, match.group("lang"))
+            for name in sorted(index)
+            if (match := spec.regex.match(name)) is not None
+            and _kind(index[name]) in spec.kinds
+            and _in_family_folder(spec, index[name])
+        ]
+        candidates += [(name, code) for name, code in spec.named if name in index]
+        for name, native in candidates:
             try:
                 language = canonical_language(native)
             except UnknownLanguageError as err:
@@ -124,6 +144,90 @@ def build_registry(
         task_index=index,
         specs={spec.name: spec for spec in specs},
     )
+
+
+def _kind(entry) -> str:
+    return entry.kind.name.lower().replace("py_", "")
+
+
+def _in_family_folder(spec: BenchmarkSpec, entry) -> bool:
+    """Whether an index entry may belong to ``spec`` by where its config lives: a config in
+    lm-eval's own ``tasks/`` directory must sit in one of the family's folders; a config
+    elsewhere (an include path) is taken by its name."""
+    path = getattr(entry, "yaml_path", None)
+    if not spec.folders or path is None:
+        return True
+    try:
+        relative = Path(path).resolve().relative_to(_lm_eval_tasks_dir())
+    except ValueError:
+        return True
+    return relative.parts[0] in spec.folders
+
+
+@functools.cache
+def _lm_eval_tasks_dir() -> Path:
+    import lm_eval.tasks
+
+    return Path(lm_eval.tasks.__file__).resolve().parent
+
+
+DECLARATION_FILE = "benchmarks.json"
+_DECLARABLE = {"name", "pattern", "kinds", "metrics", "language_is_name", "description"}
+
+
+def declared_benchmarks(include_paths: Iterable[str | Path]) -> tuple[BenchmarkSpec, ...]:
+    """The families declared in ``benchmarks.json`` at the top of each include path."""
+    declared = []
+    for directory in include_paths:
+        path = Path(directory) / DECLARATION_FILE
+        if not path.is_file():
+            continue
+        try:
+            entries = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ValueError(f"{path}: not valid JSON ({error})") from None
+        if not isinstance(entries, list):
+            raise ValueError(f"{path}: expected a JSON list of benchmark families")
+        declared += [_declared_spec(entry, f"{path}[{i}]") for i, entry in enumerate(entries)]
+    return tuple(declared)
+
+
+def _declared_spec(entry, where: str) -> BenchmarkSpec:
+    if not isinstance(entry, dict) or not {"name", "pattern"} <= set(entry):
+        raise ValueError(f'{where}: a family needs at least "name" and "pattern"')
+    unknown = sorted(set(entry) - _DECLARABLE)
+    if unknown:
+        raise ValueError(f"{where}: unknown field(s) {unknown}; known: {sorted(_DECLARABLE)}")
+    values = dict(entry)
+    if "kinds" in values:
+        values["kinds"] = frozenset(values["kinds"])
+    if "metrics" in values:
+        values["metrics"] = tuple(values["metrics"])
+    try:
+        return BenchmarkSpec(**values)
+    except (ValueError, TypeError) as error:  # a bad regex is a re.error, a ValueError
+        raise ValueError(f"{where}: {error}") from None
+
+
+def _merge_specs(specs: Sequence[BenchmarkSpec], extra: Sequence[BenchmarkSpec]):
+    """``specs`` plus ``extra``; one name with two different definitions is an error."""
+    by_name = {spec.name: spec for spec in specs}
+    merged = list(specs)
+    for spec in extra:
+        if spec.name not in by_name:
+            by_name[spec.name] = spec
+            merged.append(spec)
+        elif by_name[spec.name] != spec:
+            raise ValueError(f"benchmark {spec.name!r} is declared twice, differently: "
+                             f"{by_name[spec.name]} and {spec}")
+    return tuple(merged)
+
+
+def _include_paths(task_manager) -> list:
+    paths = getattr(task_manager, "include_path", None)
+    if paths is None:
+        return []
+    return list(paths) if isinstance(paths, list | tuple) else [paths]
 
 
 def _expand(index: dict, name: str, visiting: set[str]) -> set[str]:
