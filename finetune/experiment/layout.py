@@ -17,6 +17,7 @@ the step's own outputs, so an interrupted experiment redoes at most the step it 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,6 +78,7 @@ class Layout:
 
         Mixing runs of two configs in one directory would compare incomparable numbers.
         """
+        settings = json.loads(json.dumps(settings))  # as read back: tuples become lists
         if self.config_path.is_file():
             previous = read_json(self.config_path)
             changed = sorted(k for k in set(previous) | set(settings)

@@ -1,0 +1,100 @@
+"""Experiment configs: the shipped ones load, and every bad one fails before any work."""
+
+from __future__ import annotations
+
+import pytest
+
+from finetune.cli import main
+from finetune.errors import ConfigError
+from finetune.experiment.config import load_config
+
+GOOD = """
+seeds = [0, 1]
+[languages]
+seen = ["en", "de"]
+unseen = ["nl"]
+[train]
+steps = 3
+[methods.standard]
+method = "standard"
+[methods.bucket]
+method = "bucket"
+partition = "zero:1000"
+"""
+
+
+def write(tmp_path, text: str):
+    path = tmp_path / "exp.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("name", ["miniature", "quick"])
+def test_shipped_configs_load_and_compare_against_standard(name):
+    config = load_config(name)
+    assert config.baseline == "standard"
+    assert config.method("standard").method == "standard"
+    assert {m.method for m in config.methods} == {"standard", "full", "bucket"}
+    assert set(config.seen).isdisjoint(config.unseen)
+
+
+def test_miniature_has_the_issue_s_methods_and_three_seeds():
+    config = load_config("miniature")
+    assert len(config.seeds) == 3
+    partitions = {m.partition for m in config.methods if m.method == "bucket"}
+    assert "tensor" in partitions and any(p.startswith("zero:") for p in partitions)
+    assert all(m.aggregator == "mgda" for m in config.methods if m.method != "standard")
+
+
+def test_a_path_works_and_pretrain_defaults_to_seen_plus_unseen(tmp_path):
+    config = load_config(write(tmp_path, GOOD))
+    assert config.pretrain == ("en", "de", "nl")
+    assert config.seeds == (0, 1)
+    assert config.method("bucket").partition == "zero:1000"
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (("[train]", "[train]\nstepz = 3"), "'stepz' in [train] (did you mean 'steps'?)"),
+        (("[train]", "[train]\nseed = 3"), "[train] cannot set ['seed']"),
+        (('method = "bucket"', 'method = "buckets"'), "unknown method 'buckets'"),
+        (('partition = "zero:1000"', 'partition = "zero:many"'), "partition 'zero:many'"),
+        (('partition = "zero:1000"', 'partition = "tensors"'), "unknown partition 'tensors'"),
+        (('partition = "zero:1000"', 'aggregator = "mgd"'), "unknown aggregator 'mgd'"),
+        (('unseen = ["nl"]', 'unseen = ["de"]'), "['de'] are both seen and unseen"),
+        (("seeds = [0, 1]", "seeds = [0, 0]"), "repeat a seed"),
+        (("seeds = [0, 1]", 'seeds = [0, 1]\nbaseline = "sft"'), "baseline 'sft' is not one"),
+        (("[train]", "[prepare]\nlayers = 2\n[train]"), "unknown key 'layers' in [prepare]"),
+        (("[train]", "[eval]\nlimt = 2\n[train]"), "unknown key 'limt' in [eval]"),
+        (("steps = 3", "steps = 0"), "steps must be at least 1"),
+        (("[languages]", "[languagez]"), "unknown key 'languagez' in the top level"),
+    ],
+)
+def test_bad_configs_name_the_problem_and_the_file(tmp_path, edit, message):
+    old, new = edit
+    assert old in GOOD
+    path = write(tmp_path, GOOD.replace(old, new, 1))
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert message in str(error.value)
+    assert str(path) in str(error.value)
+
+
+def test_cli_reports_a_bad_config_in_one_line_before_any_work(tmp_path, capsys):
+    path = write(tmp_path, GOOD.replace('"zero:1000"', '"zero:x"'))
+    out = tmp_path / "exp"
+    assert main(["experiment", "--config", str(path), "--out", str(out)]) == 2
+    assert "error:" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_cli_unknown_shipped_config_lists_the_known_ones(tmp_path, capsys):
+    assert main(["experiment", "--config", "miniatur", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "miniatur" in err and "miniature" in err and "quick" in err
+
+
+def test_invalid_toml_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(write(tmp_path, "seeds = [0,"))
