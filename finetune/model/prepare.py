@@ -15,9 +15,9 @@ changed), so nothing is lost.
 
 **Atomic writes.** Everything is built in a temporary folder inside ``DIR``, then each of
 ``data``, ``base``, ``tasks`` is renamed into place, and the manifest is written last
-with ``os.replace``: the manifest is the commit. Each folder carries a marker holding the
-key, so a folder left by an interrupted call is recognised as ours and rebuilt, while a
-folder that is not ours is never deleted.
+with ``os.replace``: the manifest is the commit. While the parts are renamed, a pending
+record (``DIR/.prepare-pending``) says they are ours, so a folder left by an interrupted
+call is rebuilt, while a folder that is not ours is never deleted.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from finetune.model.settings import PrepareSettings
 
 FORMAT_VERSION = 1
 MANIFEST = "prepare.json"
-MARKER = ".prepared-by-finetune"
+PENDING = ".prepare-pending"  # present only while parts are being renamed into place
 PARTS = ("data", "base", "tasks")
 _VERSIONED = ("num2words", "babel", "tokenizers", "transformers", "torch")
 
@@ -70,8 +70,6 @@ def prepare(out: str | Path, languages: Sequence[str] = DEFAULT_LANGUAGES, seed:
     staging = Path(tempfile.mkdtemp(prefix=".prepare-", dir=out))
     try:
         record = _build(staging, out, languages, seed, settings, progress)
-        for part in PARTS:
-            (staging / part / MARKER).write_text(key + "\n", encoding="utf-8")
         _commit(staging, out, key, {"key": key, "inputs": inputs, "pretraining": record,
                                     "benchmarks": list(BENCHMARKS)})
     finally:
@@ -108,31 +106,29 @@ def _read_manifest(out: Path) -> dict | None:
         return None
 
 
-def _marker(path: Path) -> str | None:
-    try:
-        return (path / MARKER).read_text(encoding="utf-8").strip()
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-
-
 def _is_complete(out: Path, key: str) -> bool:
     manifest = _read_manifest(out)
     return (manifest is not None and manifest.get("key") == key
-            and all(_marker(out / part) == key for part in PARTS))
+            and not (out / PENDING).exists() and all((out / p).is_dir() for p in PARTS))
 
 
 def _check_no_other_prepare(out: Path, inputs: dict) -> None:
-    """Refuse to replace a complete prepare with other inputs, or folders that are not ours."""
+    """Refuse to replace a prepare with other inputs, or folders that are not ours.
+
+    The parts are ours when a manifest (a finished prepare) or the pending record (an
+    interrupted commit) says so; then an unfinished one with the same key is rebuilt.
+    """
     manifest = _read_manifest(out)
-    if manifest is not None and all(_marker(out / p) == manifest.get("key") for p in PARTS):
+    if manifest is not None and manifest.get("key") != content_key(inputs):
         changed = _differences(manifest.get("inputs", {}), inputs)
         raise ConfigError(
             f"{out} already holds a prepared miniature with other inputs ({changed}); "
             f"use another --out, or delete {out}/{{data,base,tasks,{MANIFEST}}} first")
-    foreign = [p for p in PARTS if (out / p).exists() and _marker(out / p) is None]
-    if foreign:
-        raise ConfigError(f"{out} holds {foreign} not written by prepare; "
-                          "refusing to overwrite them: choose another --out")
+    if manifest is None and not (out / PENDING).exists():
+        foreign = [p for p in PARTS if (out / p).exists()]
+        if foreign:
+            raise ConfigError(f"{out} holds {foreign} not written by prepare; "
+                              "refusing to overwrite them: choose another --out")
 
 
 def _differences(old: dict, new: dict, prefix: str = "") -> str:
@@ -179,13 +175,22 @@ def _build(staging: Path, out: Path, languages, seed: int, settings: PrepareSett
 
 
 def _commit(staging: Path, out: Path, key: str, manifest: dict) -> None:
-    """Rename the parts into place (replacing only our own leftovers), manifest last."""
+    """Rename the parts into place (replacing only our own leftovers), manifest last.
+
+    The pending record goes first: from then until the manifest lands, any part in
+    ``out`` is known to be ours, so a crash in between is repaired by the next call.
+    """
+    _write_atomic(staging / PENDING, out / PENDING, key + "\n")
     (out / MANIFEST).unlink(missing_ok=True)
     for part in PARTS:
         if (out / part).exists():
             shutil.rmtree(out / part)  # ours: checked by _check_no_other_prepare
         os.rename(staging / part, out / part)
-    temporary = staging / MANIFEST
-    temporary.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n",
-                         encoding="utf-8")
-    os.replace(temporary, out / MANIFEST)
+    _write_atomic(staging / MANIFEST, out / MANIFEST,
+                  json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    (out / PENDING).unlink()
+
+
+def _write_atomic(temporary: Path, final: Path, text: str) -> None:
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, final)
