@@ -19,14 +19,19 @@ def rows(results: Sequence[dict[str, Any]]) -> list[list[str]]:
     out = []
     for m in results:
         err = m.get("max_param_error_vs_reference")
-        if m.get("bitwise_expected"):
+        if err is None:
+            exact = "-"
+        elif m.get("bitwise_expected"):
             exact = "bitwise" if m.get("bitwise_equal_to_reference") else "NOT bitwise"
         elif m.get("within_tolerance") is None:
-            exact = "-"
-        elif not m.get("tolerance_meaningful", True):
-            exact = "no useful bound"
+            exact = "no bound"
+        elif not m["within_tolerance"]:
+            exact = f"OVER tol {m['tolerance']:.1e}"
+        elif not m.get("tolerance_meaningful"):
+            exact = f"tol {m['tolerance']:.1e} > 1% of movement: no useful bound"
         else:
-            exact = f"≤ tol {m['tolerance']:.1e}" if m["within_tolerance"] else "OVER tol"
+            exact = f"≤ tol {m['tolerance']:.1e} ({m['tolerance'] / m['param_movement']:.1e} " \
+                "of movement)"
         out.append([
             m["strategy"],
             _mib(sum(m["bytes_sent_per_rank"].values())),

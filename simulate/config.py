@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -36,6 +37,10 @@ class RunConfig:
     in the middle of the step, after its first language's reduction."""
     fault_kind: str = "raise"
     """``raise`` an exception, or ``hang`` (sleep forever)."""
+    bug: str | None = None
+    """A deliberate arithmetic bug for negative controls, on the ranks only (the
+    reference stays right): ``no-update`` (the optimizer steps with lr 0) or
+    ``extra-1/W`` (language 1's reduced gradient divided by W once more)."""
 
     def validate(self) -> RunConfig:
         """Fail in the parent, with a clear message, on what would fail on every rank."""
@@ -50,6 +55,17 @@ class RunConfig:
             raise ValueError(f"world size must be at least 1, got {self.world_size}")
         if self.steps < 1:
             raise ValueError(f"steps must be at least 1, got {self.steps}")
+        if not (self.lr >= 0 and math.isfinite(self.lr)):
+            raise ValueError(f"lr must be a finite number >= 0, got {self.lr}")
+        if not 0 <= self.momentum < 1:
+            raise ValueError(f"momentum must lie in [0, 1), got {self.momentum}")
+        if not self.timeout_s > 0:
+            raise ValueError(f"timeout must be positive, got {self.timeout_s}")
+        if self.optimizer not in ("sgd", "adam", "adamw"):
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; choose sgd, adam or adamw")
+        if self.bug not in (None, "no-update", "extra-1/W"):
+            raise ValueError(f"bug must be None, no-update or extra-1/W, got {self.bug!r}")
+        self._validate_workload()
         agg = self.make_aggregator()
         if self.strategy == "full-gram" and not isinstance(agg, GramAggregator):
             raise ValueError(f"full-gram needs a Gram-based aggregator; {agg!r} is not one")
@@ -63,6 +79,19 @@ class RunConfig:
         if self.fault_kind not in ("raise", "hang"):
             raise ValueError(f"fault_kind must be raise or hang, got {self.fault_kind!r}")
         return self
+
+    def _validate_workload(self) -> None:
+        wl = self.workload
+        if wl.model not in ("gpt2", "mlp"):
+            raise ValueError(f"unknown model {wl.model!r}; choose gpt2 or mlp")
+        for name in ("vocab", "width", "layers", "heads"):
+            if getattr(wl, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(wl, name)}")
+        if wl.seq_len < 2:
+            raise ValueError(f"seq-len must be at least 2 (a next-token loss), got {wl.seq_len}")
+        if wl.model == "gpt2" and wl.width % wl.heads:
+            raise ValueError(f"gpt2 needs width divisible by heads, got {wl.width} and "
+                             f"{wl.heads}")
 
     def with_(self, **changes) -> RunConfig:
         return replace(self, **changes)

@@ -58,6 +58,14 @@ class Engine:
         ctx = StrategyContext(self.flat, self.layout, aggregator, optimizer, comm, self.memory,
                               num_languages)
         self.strategy = STRATEGIES[strategy](ctx)
+        self.locals: Tensor | None = None
+        """``[K, D]``: this rank's local gradients of the last step, kept when
+        :meth:`keep_locals` was called (for traces; not counted as gradient memory)."""
+
+    def keep_locals(self) -> None:
+        """Keep each language's local gradient, before its reduction, in :attr:`locals`."""
+        self.locals = torch.zeros(self.num_languages, self.flat.dim, dtype=self.flat.dtype,
+                                  device=self.flat.device)
 
     def step(self, losses: Sequence[LossClosure]) -> StepReport:
         if len(losses) != self.num_languages:
@@ -80,6 +88,8 @@ class Engine:
                     if f is not None:
                         f().backward()
                     self.flat.sync_grads()
+                if self.locals is not None:
+                    self.locals[k].copy_(self.flat.grad)
                 s.reduce_language(k, self.ext)
         with self.timer.phase("aggregation"):
             direction = s.aggregate()

@@ -38,6 +38,8 @@ class ReferenceResult:
     """max over steps of ‖A(G)‖_∞: the scale of what a bug would perturb."""
     param_magnitude: float
     """max over steps of ‖θ‖_∞."""
+    movement: float = 0.0
+    """max_i |θ_T,i − θ_0,i|: how far the parameters moved in the whole run."""
 
 
 def reference_run(cfg: RunConfig) -> ReferenceResult:
@@ -64,6 +66,7 @@ def _reference_run(cfg: RunConfig) -> ReferenceResult:
     optimizer = cfg.make_optimizer(params)
     magnitude = update = 0.0
     theta = max(float(p.detach().abs().max()) for p in params)
+    initial = torch.cat([p.detach().reshape(-1) for p in params])
     for step in range(cfg.steps):
         G = absG = None
         for r in range(cfg.world_size):
@@ -78,4 +81,12 @@ def _reference_run(cfg: RunConfig) -> ReferenceResult:
         optimizer.zero_grad(set_to_none=True)
         theta = max(theta, max(float(p.detach().abs().max()) for p in params))
     flat = torch.cat([p.detach().reshape(-1) for p in params])
-    return ReferenceResult(flat, magnitude, update, theta)
+    return ReferenceResult(flat, magnitude, update, theta, float((flat - initial).abs().max()))
+
+
+def shadow_config(cfg: RunConfig) -> RunConfig:
+    """The same run in float64: the trajectory the float32 one approximates
+    (``simulate.tolerance``); the initial weights are the float32 ones, cast exactly."""
+    from dataclasses import replace
+
+    return cfg.with_(workload=replace(cfg.workload, dtype="float64"))

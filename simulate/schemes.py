@@ -8,8 +8,13 @@
 ``ddp[:CAP_MB[:FIRST]]``  DDP's rebuilt buckets (default 25 MiB, first 1 MiB)
 ``zero[:SIZE]``           DeepSpeed ZeRO-2 IPG buckets of SIZE elements, cut at the
                           owner ranks' boundaries (owners as DeepSpeed's)
-``fsdp2[:UNIT,...]``      FSDP2 (unit, rank) shards; default units: the blocks
+``fsdp2[:UNIT,...]``      FSDP2 (unit, rank) shards; UNITs are submodule names as
+                          in ``model.named_modules()`` (e.g. ``transformer.h.0``),
+                          default: the transformer blocks
 ========================  ==================================================
+
+Every argument is checked here, in whatever process builds the partition
+(the parent does so before spawning), with a one-line ValueError.
 
 Builders that know the engine's own ownership (``zero``, ``fsdp2``) also
 return each bucket's owner rank.
@@ -29,6 +34,17 @@ from .workload import block_names
 
 def _flat_dim(model: nn.Module) -> int:
     return flat_parameters(model)[-1].stop
+
+
+def _number(spec: str, text: str, kind: type, low: float) -> float:
+    """``text`` as ``kind``, at least ``low`` (``low = 0``: strictly positive)."""
+    try:
+        value = kind(text)
+    except ValueError:
+        raise ValueError(f"{spec}: {text!r} is not a number") from None
+    if not (value >= low and value > 0):
+        raise ValueError(f"{spec}: {text} must be {'positive' if low == 0 else f'>= {low}'}")
+    return value
 
 
 def build_partition(spec: str, model: nn.Module, world_size: int,
@@ -52,26 +68,33 @@ def build_partition(spec: str, model: nn.Module, world_size: int,
     if kind == "chunks":
         if len(args) != 1:
             raise ValueError("chunks needs a size: chunks:N")
-        return Partition.chunks(_flat_dim(model), int(args[0])), None
+        return Partition.chunks(_flat_dim(model), _number(spec, args[0], int, 1)), None
     if kind == "tensor":
         return per_tensor(model), None
     if kind == "module":
-        return per_module(model, depth=int(args[0]) if args else None), None
+        depth = _number(spec, args[0], int, 1) if args else None
+        return per_module(model, depth=depth), None
     ready = None if probe is None else gradient_ready_order(model, probe)
     if ready is not None and len(ready) != len(flat_parameters(model)):
         ready = None  # the probe misses some parameters: fall back to the default order
     if kind == "ddp":
-        cap = float(args[0]) if args else 25.0
-        first = float(args[1]) if len(args) > 1 else 1.0
+        cap = _number(spec, args[0], float, 0) if args else 25.0
+        first = _number(spec, args[1], float, 0) if len(args) > 1 else 1.0
         return ddp_buckets(model, cap, first, ready_order=ready), None
     if kind == "zero":
-        size = int(float(args[0])) if args else 500_000_000
+        size = int(_number(spec, args[0], float, 1)) if args else 500_000_000
         p = zero_buckets(model, size, world_size=world_size, ready_order=ready)
         return p, [lay.rank for lay in p.layout]
     if kind == "fsdp2":
         units = arg.split(",") if arg else block_names(model)
         if not units:
             raise ValueError("fsdp2 needs unit names (fsdp2:name,name): the model has no blocks")
+        known = dict(model.named_modules())
+        missing = [u for u in units if u not in known]
+        if missing:
+            examples = ", ".join(n for n in list(known)[1:8] if n)
+            raise ValueError(f"{spec}: no submodule named {', '.join(map(repr, missing))}; "
+                             f"UNITS are names from model.named_modules(), e.g. {examples}")
         p = fsdp2_units(model, units, world_size)
         return p, [lay.rank for lay in p.layout]
     raise ValueError(f"unknown partition {spec!r}; use single, chunks:N, tensor, module[:DEPTH], "

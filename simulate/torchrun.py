@@ -1,8 +1,9 @@
 """The ``torchrun`` path: this process is one rank; rank 0 gathers and reports.
 
 Every rank trains, the reports are gathered to rank 0 (``gather_object``, off
-the accounted collectives), and rank 0 runs the single-process reference and
-computes the metrics. With NCCL the model lives on ``cuda:LOCAL_RANK``; the
+the accounted collectives), and rank 0 runs the single-process reference (and
+its float64 shadow for float32 runs, :mod:`simulate.tolerance`) and computes
+the metrics. With NCCL the model lives on ``cuda:LOCAL_RANK``; the
 reference then runs on rank 0's device too.
 """
 
@@ -18,8 +19,7 @@ from .launch import RankInfo, run_torchrun
 
 
 def _rank(info: RankInfo, configs: Sequence[RunConfig]) -> list[dict[str, Any]] | None:
-    from .reference import reference_run
-    from .run import metrics, train_rank
+    from .run import metrics, references, train_rank
 
     mine = train_rank(info, configs)
     gathered: list[Any] | None = [None] * info.world_size if info.rank == 0 else None
@@ -27,10 +27,11 @@ def _rank(info: RankInfo, configs: Sequence[RunConfig]) -> list[dict[str, Any]] 
     if info.rank != 0:
         return None
     out = []
+    cache: dict = {}
     for i, cfg in enumerate(configs):
         ranks = [gathered[r][i] for r in range(info.world_size)]
-        ref = reference_run(cfg) if cfg.reference else None
-        out.append(metrics(cfg, ranks, ref))
+        refs = references(cfg, cache) if cfg.reference else (None, None)
+        out.append(metrics(cfg, ranks, *refs))
     return out
 
 
