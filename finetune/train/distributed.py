@@ -54,3 +54,11 @@ def _device() -> torch.device:
     if torch.cuda.is_available():
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     return torch.device("cpu")
+
+
+def train_on_rank(info, configs) -> list[str]:
+    """A rank function for ``simulate.launch.spawn``: train every config on this rank of
+    an already-made process group (several runs for one start-up of the ranks)."""
+    from .loop import train
+
+    return [str(train(c, progress=False).final) for c in configs]

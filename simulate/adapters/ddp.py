@@ -34,11 +34,10 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor, nn
 
-from refmoo import Aggregator, Partition
+from refmoo import Aggregator, Partition, bucketwise
 from refmoo.partitions import flat_parameters, trainable_parameters
 
 from ..comm import Comm
-from .common import aggregate
 
 
 class DDPBucketMOO:
@@ -65,9 +64,6 @@ class DDPBucketMOO:
         self._columns: dict[tuple[int, ...], Tensor] = {}
         self.last_buckets: dict[int, Tensor] = {}
         """DDP bucket index → its flat columns, as seen on the last pass."""
-        self.weights: Tensor | None = None
-        """``[M, K]``: the last step's weights per partition bucket (Gram-based
-        aggregators; every rank computes every bucket, so every rank has them all)."""
         ddp_model.register_comm_hook(self, DDPBucketMOO._hook)
 
     @contextmanager
@@ -136,11 +132,7 @@ class DDPBucketMOO:
         ids = buckets.tolist()
         idx = torch.cat([P.indices(b) for b in ids]).to(self.G.device)
         local = Partition.from_sizes([P.sizes[b] for b in ids])
-        out, weights = aggregate(self.aggregator, self.G[:, idx], local, keys=ids)
-        if weights is not None:
-            if self.weights is None:
-                self.weights = weights.new_zeros(len(P), self.K)
-            self.weights[ids] = weights
+        out = bucketwise(self.aggregator, self.G[:, idx], local, keys=ids)
         flat = torch.empty(P.dim, dtype=out.dtype, device=out.device)
         flat[idx] = out
         return flat[cols.to(flat.device)]

@@ -168,6 +168,9 @@ def make_engine(name: str, device: torch.device, group=None) -> Engine:
         from .fsdp2 import FSDP2Engine
         return FSDP2Engine(device, group)
     if name == "deepspeed":
-        from .deepspeed import DeepSpeedEngine
-        return DeepSpeedEngine(device, group)
+        # The ZeRO-2 adapter exists (simulate/adapters/deepspeed.py) but the trainer does
+        # not drive it yet, and DeepSpeed is not installed here to test it: say so plainly.
+        from finetune.errors import ConfigError
+        raise ConfigError("--engine deepspeed is not wired into the trainer yet; use ddp or "
+                          "fsdp2 (the ZeRO-2 adapter itself: simulate/adapters/deepspeed.py)")
     raise ValueError(f"unknown engine {name!r}")
