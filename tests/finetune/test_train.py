@@ -180,3 +180,22 @@ def test_non_finite_loss_stops_naming_step_and_language(tiny, tmp_path):
         train(config, progress=False)
     assert (tmp_path / "checkpoint-1" / "state.json").is_file()
     assert not (tmp_path / "final").exists()
+
+
+def test_cli_as_written_on_the_miniature(prepared_miniature, tmp_path):
+    """The issue's command, verbatim, on the prepared miniature; then a bad one exits 2."""
+    from test_train_support import cli
+
+    p = prepared_miniature
+    out = tmp_path / "run"
+    args = ["--model", str(p.base), "--data", str(p.data), "--languages", "en", "de", "ru",
+            "ar", "--method", "bucket", "--aggregator", "mgda", "--partition", "tensor",
+            "--steps", "2", "--save-every", "1", "--seed", "0", "--optimizer", "adamw",
+            "--lr", "1e-3", "--engine", "single", "--out", str(out)]
+    done = cli(*args)
+    assert f"final model: {out / 'final'}" in done.stdout
+    assert (out / "final" / "config.json").is_file() and (out / "checkpoint-1").is_dir()
+    assert set(json.loads((out / "log.jsonl").read_text().splitlines()[-1])["loss"]) == \
+        {"en", "de", "ru", "ar"}
+    bad = cli(*[a if a != "mgda" else "nope" for a in args], check=False)
+    assert bad.returncode == 2 and "error: unknown aggregator 'nope'" in bad.stderr
