@@ -6,10 +6,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from eval.checkpoints import CheckpointError, checkpoint_source, from_objects, load_checkpoint
+from eval.checkpoints import (
+    CheckpointError,
+    adapter_source,
+    checkpoint_source,
+    from_objects,
+    load_checkpoint,
+)
 from eval.registry import build_registry, load_task_manager
 from eval.reports import write_run_report
-from eval.runner import EvalSettings, check_resume, run_evaluation, run_manifest
+from eval.runner import EvalSettings, check_resume, process_rank, run_evaluation, run_manifest
 from eval.selection import EVERY_OTHER, plan_run
 
 
@@ -29,10 +35,17 @@ def evaluate_checkpoint(
     include_paths: Sequence[str | Path] = (),
     include_defaults: bool = True,
     show_progress: bool = True,
+    revision: str | None = None,
+    trust_remote_code: bool = False,
+    peft: str | Path | None = None,
 ) -> dict:
     """Evaluate an HF path (``checkpoint``) or an in-memory ``model`` + ``tokenizer``.
 
-    With a path, ``tokenizer`` may name a tokenizer directory stored apart from the model.
+    With a path, ``tokenizer`` may name a tokenizer directory stored apart from the model,
+    ``revision`` a hub branch, tag or commit, ``peft`` a PEFT adapter directory applied on
+    top; ``trust_remote_code`` lets transformers run the checkpoint's own model code.
+    Under ``accelerate launch`` / ``torchrun`` each process takes every world-th unit on
+    its own GPU (``device="cuda"`` becomes ``cuda:<local rank>``).
 
     Names are checked before the model is loaded, so a typo fails in seconds. Returns the
     run summary (also in ``out_dir/summary.json``, with ``report.md`` and plots).
@@ -44,6 +57,9 @@ def evaluate_checkpoint(
     plan = plan_run(registry, seen, unseen, benchmarks)
     settings = settings or EvalSettings()
     if model is not None:
+        if revision is not None or peft is not None:
+            raise CheckpointError("revision and peft apply to a checkpoint path; an in-memory "
+                                  "model is evaluated as it is")
         source = label or "<in-memory>"
         loading = {"dtype": str(getattr(model, "dtype", "unknown")), "tokenizer": None}
     else:
@@ -51,13 +67,16 @@ def evaluate_checkpoint(
             raise CheckpointError("with a checkpoint path, tokenizer must be a path too")
         tokenizer_path = None if tokenizer is None else str(tokenizer)
         source = checkpoint_source(checkpoint)
-        loading = {"dtype": dtype, "tokenizer": tokenizer_path}
+        loading = {"dtype": dtype, "tokenizer": tokenizer_path, "revision": revision,
+                   "peft": adapter_source(peft), "trust_remote_code": trust_remote_code}
     # A resumed run with other settings fails here, before minutes of weight loading.
     check_resume(out_dir, run_manifest(source, out_dir, settings, label, loading))
     if model is not None:
         loaded = from_objects(model, tokenizer, source=source)
     else:
-        loaded = load_checkpoint(checkpoint, device=device, dtype=dtype, tokenizer=tokenizer_path)
+        loaded = load_checkpoint(checkpoint, device=_process_device(device), dtype=dtype,
+                                 tokenizer=tokenizer_path, revision=revision,
+                                 trust_remote_code=trust_remote_code, peft=peft)
     summary = run_evaluation(
         loaded,
         plan,
@@ -68,6 +87,22 @@ def evaluate_checkpoint(
         label=label,
         show_progress=show_progress,
         loading=loading,
+        on_summary=lambda final: write_run_report(out_dir, final),
     )
-    write_run_report(out_dir, summary)
     return summary
+
+
+def _process_device(device: str) -> str:
+    """The device of this process: under a data-parallel launch, plain "cuda" means this
+    process's own GPU; "auto" (one model over all GPUs) cannot be shared by processes."""
+    rank, world = process_rank()
+    if world == 1:
+        return device
+    if device == "auto":
+        raise ValueError("--device auto spreads one model over all GPUs; under accelerate "
+                         "launch / torchrun give --device cuda (one GPU per process)")
+    if device == "cuda":
+        import os
+
+        return f"cuda:{os.environ.get('LOCAL_RANK', rank)}"
+    return device

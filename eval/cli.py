@@ -70,8 +70,37 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--benchmark", nargs="+", help="benchmarks to run (default: all)")
     run.add_argument("--limit", type=float, help="examples per task (<1: a fraction)")
     run.add_argument("--num-fewshot", type=int)
-    run.add_argument("--batch-size", default="1", help="an int, or 'auto'")
-    run.add_argument("--apply-chat-template", action="store_true")
+    run.add_argument(
+        "--batch-size",
+        help="an int, or 'auto' (lm-eval finds the largest that fits); default: auto on "
+        "GPUs, 1 on cpu/mps",
+    )
+    run.add_argument(
+        "--apply-chat-template",
+        action="store_true",
+        help="wrap each prompt in the tokenizer's chat template (instruction-tuned models; "
+        "few-shot examples become turns)",
+    )
+    run.add_argument(
+        "--system-instruction", help="system message put before every prompt"
+    )
+    run.add_argument(
+        "--max-length", type=int, help="context cap in tokens (default: the model's own)"
+    )
+    run.add_argument(
+        "--gen-kwargs",
+        help="generation settings for generative tasks, e.g. 'temperature=0,max_gen_toks=256'",
+    )
+    run.add_argument(
+        "--cache-requests",
+        action="store_true",
+        help="let lm-eval cache each task's built requests (a rerun skips dataset processing)",
+    )
+    run.add_argument(
+        "--use-cache",
+        metavar="PATH",
+        help="lm-eval's SQLite cache of model answers (PATH_rank<N>.db); one per checkpoint",
+    )
     run.add_argument("--seed", type=int, default=1234)
     run.add_argument("--label", help="name of this run in reports (default: the out dir name)")
     run.add_argument("--out", required=True, help="run directory (resumed if it exists)")
@@ -83,7 +112,7 @@ def _parser() -> argparse.ArgumentParser:
         "prefetch", help="download the datasets of a plan, for nodes that run with --offline")
     prefetch.add_argument("--benchmark", nargs="+", help="benchmarks (default: all)")
     prefetch.add_argument("--languages", nargs="+", required=True,
-                          help="languages whose datasets to fetch")
+                          help="languages whose datasets to fetch, or 'rest': all covered")
     _task_source_args(prefetch)
     prefetch.set_defaults(handler=_prefetch)
 
@@ -105,6 +134,18 @@ def _parser() -> argparse.ArgumentParser:
     separability.add_argument("--model", nargs="+", required=True, metavar="LABEL=PATH")
     separability.add_argument(
         "--parallel-file", help="JSONL of {language: sentence}; default: bundled corpus"
+    )
+    separability.add_argument(
+        "--parallel-dir",
+        help="a larger local parallel corpus, one file per language: FLORES-style "
+        "(eng_Latn.devtest, a sentence per line) or Belebele-style (eng_Latn.jsonl)",
+    )
+    separability.add_argument(
+        "--bootstrap-iterations", type=int, default=1000,
+        help="resamples of sentences for intervals and the between-checkpoint test (0: none)",
+    )
+    separability.add_argument(
+        "--baseline", help="label the other checkpoints are tested against (default: first)"
     )
     separability.add_argument("--languages", nargs="+", help="subset of the parallel languages")
     separability.add_argument(
@@ -148,6 +189,13 @@ def _model_placement_args(parser: argparse.ArgumentParser) -> None:
         "--device", default="cpu", help="cpu, cuda, cuda:0, mps, or auto (spread over all GPUs)"
     )
     parser.add_argument("--dtype", default="auto", help="auto, float32, bfloat16 ...")
+    parser.add_argument("--revision", help="hub branch, tag or commit of the checkpoint")
+    parser.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="run the model code stored with a hub checkpoint",
+    )
+    parser.add_argument("--peft", metavar="DIR", help="PEFT (LoRA...) adapter applied on top")
 
 
 def _include_paths(args) -> list[str]:
@@ -180,9 +228,14 @@ def _run(args) -> int:
     settings = EvalSettings(
         limit=limit,
         num_fewshot=args.num_fewshot,
-        batch_size=args.batch_size if args.batch_size == "auto" else int(args.batch_size),
+        batch_size=_batch_size(args.batch_size, args.device),
         apply_chat_template=args.apply_chat_template,
         seed=args.seed,
+        system_instruction=args.system_instruction,
+        gen_kwargs=args.gen_kwargs,
+        max_length=args.max_length,
+        cache_requests=args.cache_requests,
+        use_cache=args.use_cache,
     )
     summary = evaluate_checkpoint(
         args.model,
@@ -197,6 +250,9 @@ def _run(args) -> int:
         dtype=args.dtype,
         include_paths=_include_paths(args),
         include_defaults=not args.no_defaults,
+        revision=args.revision,
+        trust_remote_code=args.trust_remote_code,
+        peft=args.peft,
     )
     agg, uncovered = summary["aggregates"], summary["uncovered"]
     print(
@@ -209,13 +265,30 @@ def _run(args) -> int:
     return 1 if summary["failures"] else 0
 
 
+def _batch_size(given: str | None, device: str) -> int | str:
+    """lm-eval's "auto" on GPUs; 1 on cpu and mps, where running out of memory kills the
+    process instead of raising the error lm-eval's search backs off from."""
+    if given is None:
+        return 1 if device.split(":")[0] in ("cpu", "mps") else "auto"
+    if given == "auto" or given.startswith("auto:"):
+        return given
+    try:
+        return int(given)
+    except ValueError:
+        raise ValueError(f"--batch-size takes an int or 'auto', got {given!r}") from None
+
+
 def _prefetch(args) -> int:
     from eval.hub import prefetch
     from eval.registry import build_registry, load_task_manager
-    from eval.selection import plan_run
+    from eval.selection import EVERY_OTHER, plan_run
 
     manager = load_task_manager(_include_paths(args), not args.no_defaults)
-    plan = plan_run(build_registry(manager), args.languages, [], args.benchmark)
+    registry = build_registry(manager)
+    languages = args.languages
+    if languages == [EVERY_OTHER]:  # every language the benchmarks cover, as `run` does
+        languages = registry.languages(registry.check_benchmarks(args.benchmark or []) or None)
+    plan = plan_run(registry, languages, [], args.benchmark)
     rows = prefetch(plan, manager)
     for row in rows:
         print(f"{row['unit']}: " + (", ".join(row["datasets"]) if row["ok"] else row["error"]))
@@ -226,6 +299,7 @@ def _prefetch(args) -> int:
 
 def _compare(args) -> int:
     from eval.compare import compare_runs, load_run
+    from eval.markdown_report import headline
     from eval.reports import write_comparison_report
 
     runs = [load_run(path) for path in args.runs]
@@ -234,7 +308,9 @@ def _compare(args) -> int:
     for problem in comparison["mismatches"]:
         print(f"WARNING: settings differ: {problem}", file=sys.stderr)
     report = write_comparison_report(args.out, comparison, [run.summary for run in runs])
-    print(f"report: {report}")
+    for line in headline(comparison):
+        print(line)
+    print(f"report: {report} (tables as CSV: scores.csv, deltas.csv)")
     return 0
 
 
@@ -243,10 +319,19 @@ def _separability(args) -> int:
 
     from eval.checkpoints import load_checkpoint
     from eval.parallel_corpus import SENTENCES
-    from eval.separability_analysis import analyse_checkpoints, load_parallel_file
+    from eval.separability_analysis import (
+        analyse_checkpoints,
+        load_parallel_dir,
+        load_parallel_file,
+    )
 
     models = dict(_label_path(spec) for spec in args.model)
-    parallel = load_parallel_file(args.parallel_file) if args.parallel_file else dict(SENTENCES)
+    if args.parallel_file and args.parallel_dir:
+        raise ValueError("give --parallel-file or --parallel-dir, not both")
+    if args.parallel_dir:
+        parallel = load_parallel_dir(args.parallel_dir)
+    else:
+        parallel = load_parallel_file(args.parallel_file) if args.parallel_file else dict(SENTENCES)
     if args.languages:
         from eval.language_codes import canonical_language
         from eval.suggestions import UnknownNameError
@@ -258,7 +343,9 @@ def _separability(args) -> int:
         parallel = {language: parallel[language] for language in wanted}
     # Loaders, not loaded models: one checkpoint in memory at a time.
     checkpoints = {
-        label: partial(load_checkpoint, path, device=args.device, dtype=args.dtype)
+        label: partial(load_checkpoint, path, device=args.device, dtype=args.dtype,
+                       revision=args.revision, trust_remote_code=args.trust_remote_code,
+                       peft=args.peft)
         for label, path in models.items()
     }
     analyse_checkpoints(
@@ -268,6 +355,8 @@ def _separability(args) -> int:
         threshold=args.threshold,
         seed=args.seed,
         batch_size=args.batch_size,
+        bootstrap_iterations=args.bootstrap_iterations,
+        baseline=args.baseline,
     )
     print(f"report: {args.out}/separability.md")
     return 0

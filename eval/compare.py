@@ -47,7 +47,8 @@ def load_run(run_dir: str | Path) -> LoadedRun:
 
 
 # Settings under which two runs' scores are not comparable.
-COMPARED_SETTINGS = ("num_fewshot", "limit", "apply_chat_template", "dtype")
+COMPARED_SETTINGS = ("num_fewshot", "limit", "apply_chat_template", "dtype",
+                     "system_instruction", "gen_kwargs", "max_length")
 
 
 class SettingsMismatch(ValueError):
@@ -84,7 +85,8 @@ def compare_runs(
     if len(by_label) != len(runs):
         raise ValueError(f"run labels must be distinct, got {[r.label for r in runs]}")
     if baseline not in by_label:
-        raise UnknownNameError("baseline run", baseline, by_label)
+        raise UnknownNameError("baseline run", baseline, by_label,
+                               note=f"the runs are labelled {', '.join(by_label)}")
     base = by_label[baseline]
     mismatches = settings_mismatches(runs, base)
     if mismatches and not allow_mismatch:

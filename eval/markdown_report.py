@@ -125,6 +125,7 @@ def comparison_report(comparison: dict, plots: dict[str, str] | None = None) -> 
     for run in comparison["runs"]:
         agg = comparison["scores"][run]["aggregates"]
         lines.append(f"| {run} | {_num(agg['seen'])} | {_num(agg['unseen'])} |")
+    lines += _scores_by_language(comparison)
     for run, delta in comparison["deltas"].items():
         lines += [
             "",
@@ -142,6 +143,7 @@ def comparison_report(comparison: dict, plots: dict[str, str] | None = None) -> 
                 f"| {bench} | {_delta(row['seen'])} | {_delta(row['unseen'])} | "
                 f"{_delta(row['all'])} |"
             )
+        lines += _unit_deltas(comparison, delta)
         if delta["not_bootstrapped"]:
             lines += ["", "Units without a bootstrap (their averages have no interval):"]
             lines += [f"- {u}: {why}" for u, why in delta["not_bootstrapped"].items()]
@@ -153,6 +155,68 @@ def comparison_report(comparison: dict, plots: dict[str, str] | None = None) -> 
             ]
     lines += _plot_links(plots)
     return "\n".join(lines) + "\n"
+
+
+def _scores_by_language(comparison: dict) -> list[str]:
+    """Languages x runs: each run's per-language score (macro over its benchmarks)."""
+    runs = comparison["runs"]
+    per_language = {run: comparison["scores"][run]["aggregates"]["per_language"]
+                    for run in runs}
+    present = {lang for scores in per_language.values() for lang in scores}
+    lines = [
+        "",
+        "## Scores per language",
+        "",
+        "Each run's own per-language score (mean over the benchmarks it finished):",
+        "",
+        "| language | split | " + " | ".join(runs) + " |",
+        "| --- | --- | " + " | ".join("---" for _ in runs) + " |",
+    ]
+    for lang, split in _in_split_order(comparison, present):
+        cells = [_num(per_language[run].get(lang)) for run in runs]
+        lines.append(f"| {_lang(lang)} | {split} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _unit_deltas(comparison: dict, delta: dict) -> list[str]:
+    """Languages x benchmarks: the Δ of every unit with its p-value."""
+    by_unit = delta["per_unit"]
+    benches = sorted({unit_id.split("/", 1)[0] for unit_id in by_unit})
+    present = {unit_id.split("/", 1)[1] for unit_id in by_unit}
+    lines = [
+        "",
+        "Per benchmark and language, Δ (p):",
+        "",
+        "| language | " + " | ".join(benches) + " |",
+        "| --- | " + " | ".join("---" for _ in benches) + " |",
+    ]
+    for lang, _ in _in_split_order(comparison, present):
+        cells = []
+        for bench in benches:
+            stats = by_unit.get(f"{bench}/{lang}")
+            if not stats:
+                cells.append("")
+                continue
+            text = f"{stats['delta']:+.4f}"
+            if stats["p_value"] is not None:
+                text += f" ({stats['p_value']:.3f})"
+                if stats["p_value"] <= SIGNIFICANCE_LEVEL:
+                    text += " *"
+            cells.append(text)
+        lines.append(f"| {_lang(lang)} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def headline(comparison: dict) -> list[str]:
+    """One line per run: its seen and unseen Δ with interval and p, for the console."""
+    lines = []
+    for run, delta in comparison["deltas"].items():
+        parts = []
+        for split in ("seen", "unseen"):
+            stats = delta[split]
+            parts.append(f"{split} {_delta(stats)} (p {_p(stats)})")
+        lines.append(f"{run} − {comparison['baseline']}: " + "; ".join(parts))
+    return lines
 
 
 def _in_split_order(splits: dict, present) -> list[tuple[str, str]]:

@@ -38,12 +38,20 @@ def language_scores(summaries: Sequence[dict], path: str | Path) -> Path:
         ax.bar(x + i * width, heights, width, yerr=yerr, capsize=2, label=summary["label"])
     seen_count = sum(lang in first["seen"] for lang in languages)
     if 0 < seen_count < len(languages):
-        ax.axvline(seen_count - 0.1, color="grey", linestyle="--", linewidth=1)
+        ax.axvline(_gap_after(seen_count - 1, width), color="grey", linestyle="--", linewidth=1)
     ax.set_xticks(x + width * (len(summaries) - 1) / 2, languages)
     ax.set_ylabel("score (macro over benchmarks)")
     ax.set_title("Per-language scores (seen left of the dashed line)")
     ax.legend(fontsize="small")
     return _save(fig, path)
+
+
+def _gap_after(group: int, width: float) -> float:
+    """x of the middle of the gap after bar group ``group``: a group of bars of ``width``
+    starting at x = group (bar centres group, group + width, ...) spans
+    [group - width/2, group + 0.8 - width/2], so the gap to the next one is centred at
+    group + 0.9 - width/2."""
+    return group + 0.9 - width / 2
 
 
 def seen_vs_unseen(summaries: Sequence[dict], path: str | Path) -> Path:
@@ -90,6 +98,7 @@ def delta_heatmap(comparison: dict, path: str | Path) -> Path:
                     ha="center",
                     va="center",
                     fontsize=7,
+                    color=text_colour(values[i, j], limit),
                 )
     seen_count = sum(lang in comparison["seen"] for lang in languages)
     if 0 < seen_count < len(languages):
@@ -101,6 +110,17 @@ def delta_heatmap(comparison: dict, path: str | Path) -> Path:
     return _save(fig, path)
 
 
+def text_colour(value: float, limit: float) -> str:
+    """White on the dark ends of the diverging RdBu map, black on its light middle."""
+    return "white" if limit and abs(value) / limit > 0.6 else "black"
+
+
+# Checkpoints often trace the same curve (a base model and a light fine-tune); marker,
+# dash pattern and a small horizontal offset keep overlapping lines apart.
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X")
+_DASHES = ("-", "--", "-.", ":")
+
+
 def separability_by_layer(results: dict[str, dict], path: str | Path) -> Path:
     """One panel per separability measure, one line per checkpoint, layer on the x axis."""
     panels = (
@@ -109,10 +129,19 @@ def separability_by_layer(results: dict[str, dict], path: str | Path) -> Path:
         ("language_specific_fraction", "fraction of language-specific dims"),
     )
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.8))
+    count = len(results)
     for ax, (key, title) in zip(axes, panels, strict=True):
-        for label, result in results.items():
-            layers = [row["layer"] for row in result["layers"]]
-            ax.plot(layers, [row[key] for row in result["layers"]], marker="o", label=label)
+        for i, (label, result) in enumerate(results.items()):
+            shift = 0.08 * (i - (count - 1) / 2)
+            layers = np.array([row["layer"] for row in result["layers"]]) + shift
+            values = [row[key] for row in result["layers"]]
+            (line,) = ax.plot(layers, values, marker=_MARKERS[i % len(_MARKERS)],
+                              linestyle=_DASHES[i % len(_DASHES)], markersize=4,
+                              alpha=0.85, label=label)
+            intervals = [row.get(f"{key}_ci") for row in result["layers"]]
+            if all(intervals):  # bootstrap interval over sentences, where computed
+                low, high = zip(*intervals, strict=True)
+                ax.fill_between(layers, low, high, color=line.get_color(), alpha=0.15)
         ax.set_title(title, fontsize="medium")
         ax.set_xlabel("layer (0 = embeddings)")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))

@@ -84,7 +84,11 @@ class Registry:
         checked = []
         for name in names:
             if name not in known:
-                raise UnknownNameError("benchmark", name, known)
+                note = ""
+                if name in self.specs and not _has_builtin_tasks(self.task_index):
+                    note = ("lm-eval's built-in tasks were skipped (--no-defaults, or "
+                            "include_defaults=False); drop that to use the built-in benchmarks")
+                raise UnknownNameError("benchmark", name, known, note=note)
             checked.append(name)
         return checked
 
@@ -162,6 +166,15 @@ def _in_family_folder(spec: BenchmarkSpec, entry) -> bool:
     except ValueError:
         return True
     return relative.parts[0] in spec.folders
+
+
+def _has_builtin_tasks(index: dict) -> bool:
+    """Whether the index holds any config from lm-eval's own tasks directory."""
+    root = _lm_eval_tasks_dir()
+    return any(
+        entry.yaml_path is not None and Path(entry.yaml_path).resolve().is_relative_to(root)
+        for entry in index.values()
+    )
 
 
 @functools.cache

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from eval import plots
+from eval import plots, tables
 from eval.atomic_io import write_json_atomic, write_text_atomic
 from eval.markdown_report import comparison_report, run_report
 
@@ -13,6 +13,7 @@ from eval.markdown_report import comparison_report, run_report
 def write_run_report(run_dir: str | Path, summary: dict) -> Path:
     """report.md and plots/ inside a run directory; returns the report's path."""
     root = Path(run_dir)
+    tables.write_csv(root / "scores.csv", tables.score_rows([summary]), tables.SCORE_COLUMNS)
     figures = {}
     if summary["units"]:
         plots.language_scores([summary], root / "plots" / "language_scores.png")
@@ -30,6 +31,8 @@ def write_comparison_report(
     """comparison.json, comparison.md and plots/ in ``out_dir``; returns the Markdown path."""
     root = Path(out_dir)
     write_json_atomic(root / "comparison.json", comparison)
+    tables.write_csv(root / "scores.csv", tables.score_rows(summaries), tables.SCORE_COLUMNS)
+    tables.write_csv(root / "deltas.csv", tables.delta_rows(comparison), tables.DELTA_COLUMNS)
     plots.language_scores(summaries, root / "plots" / "language_scores.png")
     plots.seen_vs_unseen(summaries, root / "plots" / "seen_vs_unseen.png")
     figures = {

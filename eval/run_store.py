@@ -29,7 +29,8 @@ from eval.registry import LanguageUnit
 
 # Changing any of these would mix incomparable numbers in one run directory.
 FINGERPRINT_KEYS = ("checkpoint", "limit", "num_fewshot", "apply_chat_template", "seed",
-                    "dtype", "batch_size", "tokenizer")
+                    "dtype", "batch_size", "tokenizer", "revision", "peft",
+                    "system_instruction", "gen_kwargs", "max_length")
 
 
 class RunSettingsMismatch(ValueError):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -26,6 +26,14 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class EvalSettings:
+    """How lm-eval evaluates each unit. ``batch_size`` may be "auto" (lm-eval finds the
+    largest batch that fits; the command line's default on GPUs). ``system_instruction``,
+    ``gen_kwargs`` ("temperature=0,max_gen_toks=256", for generation tasks only) and
+    ``max_length`` (context cap, left-truncated) change scores; ``cache_requests`` (lm-eval
+    keeps the built requests of a task, so a rerun skips dataset processing) and
+    ``use_cache`` (an SQLite path prefix where lm-eval keeps model answers; one per
+    checkpoint) only save time."""
+
     limit: int | float | None = None
     num_fewshot: int | None = None
     batch_size: int | str = 1
@@ -34,6 +42,11 @@ class EvalSettings:
     # lm-eval bootstraps stderr only for metrics without a closed form (BLEU, F1...);
     # its default of 100000 resamples is slow on CPU for little gain in a report.
     stderr_bootstrap_iters: int = 1000
+    system_instruction: str | None = None
+    gen_kwargs: str | None = None
+    max_length: int | None = None
+    cache_requests: bool = False
+    use_cache: str | None = None
 
 
 def run_manifest(
@@ -72,21 +85,28 @@ def run_evaluation(
     label: str | None = None,
     show_progress: bool = True,
     loading: Mapping[str, object] | None = None,
+    on_summary: Callable[[dict], object] | None = None,
 ) -> dict:
-    """Evaluate every unfinished unit of ``plan``; return the run's summary."""
+    """Evaluate every unfinished unit of ``plan``; return the run's summary.
+
+    ``on_summary`` (e.g. writing the report) runs on the final summary, inside the same
+    check as the summary itself: under data parallelism the process that finishes last
+    must be the one whose summary and report stay on disk."""
     from lm_eval import simple_evaluate
 
     store = RunStore(out_dir)
     store.start(run_manifest(checkpoint.source, out_dir, settings, label, loading))
     _report_uncovered(plan)
-    todo = [unit for unit in plan.units if not store.is_done(unit)]
-    log.info(
-        "%d of %d units to evaluate (%d already done)",
-        len(todo),
-        len(plan.units),
-        len(plan.units) - len(todo),
+    rank, world = process_rank()
+    mine = [unit for i, unit in enumerate(plan.units) if i % world == rank]
+    todo = [unit for unit in mine if not store.is_done(unit)]
+    pace = _Pace(len(todo), announce=tqdm.write if show_progress else log.info)
+    pace.start(len(plan.units), len(mine) - len(todo), plan, rank, world)
+    lm = (
+        as_lm_eval_model(checkpoint, batch_size=settings.batch_size,
+                         max_length=settings.max_length)
+        if todo else None
     )
-    lm = as_lm_eval_model(checkpoint, batch_size=settings.batch_size) if todo else None
     progress = tqdm(todo, desc="units", unit="unit", disable=not show_progress)
     for unit in progress:
         progress.set_postfix_str(unit.unit_id)
@@ -99,6 +119,10 @@ def run_evaluation(
                 limit=settings.limit,
                 num_fewshot=settings.num_fewshot,
                 apply_chat_template=settings.apply_chat_template,
+                system_instruction=settings.system_instruction,
+                gen_kwargs=settings.gen_kwargs,
+                cache_requests=settings.cache_requests,
+                use_cache=settings.use_cache,
                 log_samples=True,
                 bootstrap_iters=settings.stderr_bootstrap_iters,
                 random_seed=settings.seed,
@@ -108,6 +132,7 @@ def run_evaluation(
             )
             store.save_unit(unit, output)
             log.info("%s done in %.1fs", unit.unit_id, time.monotonic() - started)
+            pace.unit_done(time.monotonic() - started)
         except Exception as err:  # one unit's failure must not cost the others
             store.save_failure(unit, err)
             log.error("%s failed: %s: %s", unit.unit_id, type(err).__name__, err)
@@ -118,7 +143,81 @@ def run_evaluation(
                     hub_failure_message(plan, unit.unit_id, err, offline=_offline())
                 ) from err
         write_summary(store, plan, metric_preferences)
-    return write_summary(store, plan, metric_preferences)
+    return _settle(store, plan, metric_preferences, on_summary)
+
+
+def _settle(store: RunStore, plan: RunPlan, metric_preferences, on_summary) -> dict:
+    """Write the summary (and ``on_summary``'s files) until no unit file changed meanwhile.
+
+    Another process of a data-parallel run may finish a unit while this one summarises;
+    then it summarises again after its own write, and so does this one: whichever writes
+    last has read every unit file."""
+    while True:
+        before = _unit_files(store)
+        summary = write_summary(store, plan, metric_preferences)
+        if on_summary is not None:
+            on_summary(summary)
+        if _unit_files(store) == before:
+            return summary
+
+
+def _unit_files(store: RunStore) -> set[tuple[str, int]]:
+    files = set()
+    for folder in ("raw", "failures"):
+        for path in (store.root / folder).glob("*.json"):
+            try:
+                files.add((str(path), path.stat().st_mtime_ns))
+            except FileNotFoundError:  # a failure file removed by a retry that succeeded
+                continue
+    return files
+
+
+def process_rank() -> tuple[int, int]:
+    """(rank, world size) of this process under ``accelerate launch`` or ``torchrun``.
+
+    Data parallelism is over units: each process loads the model once on its own GPU and
+    evaluates every world-th unit of the plan (units are independent lm-eval calls, so
+    no collective is needed); all write into the same run directory, whose files are
+    per unit and atomic."""
+    import os
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")))
+    return (rank, world) if 0 <= rank < world else (0, 1)
+
+
+class _Pace:
+    """Says how much work a run has before it starts, and a rough time once the first
+    unit has been timed (units of one plan take roughly alike; tqdm's ETA follows)."""
+
+    def __init__(self, todo: int, announce) -> None:
+        self.todo, self.announce, self.timed = todo, announce, []
+
+    def start(self, total: int, done: int, plan: RunPlan, rank: int, world: int) -> None:
+        share = f" (process {rank} of {world}: every {world}th unit)" if world > 1 else ""
+        self.announce(
+            f"{self.todo} units to evaluate{share}, {done} already done, of {total} in "
+            f"the plan ({len(plan.benchmarks)} benchmarks, "
+            f"{len(plan.seen) + len(plan.unseen)} languages); a rough time follows the "
+            "first unit"
+        )
+
+    def unit_done(self, seconds: float) -> None:
+        self.timed.append(seconds)
+        left = self.todo - len(self.timed)
+        if len(self.timed) == 1 and left > 0:
+            self.announce(
+                f"first unit took {_duration(seconds)}; roughly {_duration(seconds * left)} "
+                f"for the other {left}"
+            )
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def _offline() -> bool:

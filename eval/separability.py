@@ -25,10 +25,12 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from sklearn.feature_selection import f_classif
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import silhouette_score
-from sklearn.model_selection import GroupKFold, cross_val_score
+from sklearn.metrics import silhouette_samples
+from sklearn.model_selection import GroupKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+
+from eval.bootstrap import resample_means, significance, unit_rng
 
 DEFAULT_THRESHOLD = 0.5
 
@@ -68,21 +70,67 @@ def layer_separability(
     groups: np.ndarray,
     threshold: float = DEFAULT_THRESHOLD,
     seed: int = 0,
+    bootstrap_iterations: int = 0,
 ) -> dict:
+    """The three measures of one layer. Silhouette and probe accuracy are means over the
+    items (sentence x language), so each also comes per sentence (``per_sentence``: the mean
+    over that sentence's translations); with ``bootstrap_iterations`` > 0 their 95 %
+    intervals resample sentences (all translations of a sentence together), which is how
+    much they would move on another sample of sentences of the same size."""
     eta2 = eta_squared(features, labels)
     folds = min(5, len(np.unique(groups)))
     probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, random_state=seed))
-    accuracy = cross_val_score(
+    # Every item is predicted once, by the fold that held its sentence out.
+    predicted = cross_val_predict(
         probe, features, labels, groups=groups, cv=GroupKFold(n_splits=folds)
     )
+    correct = (predicted == labels).astype(float)
+    silhouettes = silhouette_samples(features, labels, metric="cosine")
+    per_sentence = {
+        "silhouette": _sentence_means(silhouettes, groups),
+        "probe_accuracy": _sentence_means(correct, groups),
+    }
     dims = int(np.count_nonzero(eta2 >= threshold))
-    return {
-        "silhouette": float(silhouette_score(features, labels, metric="cosine")),
-        "probe_accuracy": float(accuracy.mean()),
+    result = {
+        "silhouette": float(silhouettes.mean()),
+        "probe_accuracy": float(correct.mean()),
         "language_specific_dims": dims,
         "language_specific_fraction": dims / features.shape[1],
         "mean_eta2": float(eta2.mean()),
+        "per_sentence": {k: v.tolist() for k, v in per_sentence.items()},
     }
+    if bootstrap_iterations > 0:
+        for key, values in per_sentence.items():
+            replicates = resample_means(values, bootstrap_iterations,
+                                        unit_rng(seed, f"separability/{key}"))
+            stats = significance(float(values.mean()), replicates)
+            result[f"{key}_ci"] = [stats["ci_low"], stats["ci_high"]]
+    return result
+
+
+def _sentence_means(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Mean of ``values`` per sentence id, in sentence-id order."""
+    _, inverse = np.unique(groups, return_inverse=True)
+    return np.bincount(inverse, weights=values) / np.bincount(inverse)
+
+
+def compare_layers(
+    baseline: dict, other: dict, iterations: int = 10_000, seed: int = 0
+) -> list[dict]:
+    """Per layer, ``other`` − ``baseline`` in silhouette and probe accuracy with a paired
+    bootstrap over sentences (both checkpoints saw the same sentences; a resample keeps
+    each sentence's pair together), interval and p-value as in ``eval.bootstrap``."""
+    rows = []
+    for base_row, row in zip(baseline["layers"], other["layers"], strict=True):
+        entry = {"layer": row["layer"]}
+        for key in ("silhouette", "probe_accuracy"):
+            differences = (np.asarray(row["per_sentence"][key])
+                           - np.asarray(base_row["per_sentence"][key]))
+            replicates = resample_means(differences, iterations,
+                                        unit_rng(seed, f"layer{row['layer']}/{key}"))
+            entry[key] = significance(row[key] - base_row[key], replicates)
+        rows.append(entry)
+    return rows
 
 
 def separability_by_layer(
@@ -91,6 +139,7 @@ def separability_by_layer(
     groups: np.ndarray,
     threshold: float = DEFAULT_THRESHOLD,
     seed: int = 0,
+    bootstrap_iterations: int = 0,
 ) -> dict:
     """Measures for every layer of ``representations`` (layers, sentences, hidden)."""
     k, n = len(np.unique(labels)), len(labels)
@@ -104,7 +153,8 @@ def separability_by_layer(
         "layers": [
             {
                 "layer": layer,
-                **layer_separability(representations[layer], labels, groups, threshold, seed),
+                **layer_separability(representations[layer], labels, groups, threshold, seed,
+                                     bootstrap_iterations),
             }
             for layer in range(representations.shape[0])
         ],

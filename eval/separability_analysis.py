@@ -11,7 +11,13 @@ from eval.atomic_io import write_json_atomic, write_text_atomic
 from eval.checkpoints import LoadedCheckpoint
 from eval.hidden_states import sentence_representations
 from eval.language_codes import canonical_language
-from eval.separability import DEFAULT_THRESHOLD, parallel_dataset, separability_by_layer
+from eval.separability import (
+    DEFAULT_THRESHOLD,
+    compare_layers,
+    parallel_dataset,
+    separability_by_layer,
+)
+from eval.suggestions import UnknownNameError
 
 SEPARABILITY_FORMAT = "refmoo-eval-separability/1"
 
@@ -35,6 +41,39 @@ def load_parallel_file(path: str | Path) -> dict[str, list[str]]:
     return parallel
 
 
+def load_parallel_dir(path: str | Path) -> dict[str, list[str]]:
+    """A larger parallel corpus from local files, one per language, named by its code:
+
+    * FLORES-style: ``eng_Latn.devtest`` (or ``.dev``, ``.txt``), one sentence per line,
+      line i the same sentence in every file;
+    * Belebele-style: ``eng_Latn.jsonl`` rows with ``link`` and ``flores_passage``; the
+      passages (FLORES paragraphs, repeated once per question) are deduplicated by link
+      and kept for the links every language has, in link order.
+    """
+    root = Path(path)
+    files = sorted(f for f in root.iterdir() if f.is_file() and not f.name.startswith("."))
+    if not files:
+        raise FileNotFoundError(f"no parallel files in {root}")
+    by_language: dict[str, list[str] | dict[str, str]] = {}
+    for file in files:
+        code = canonical_language(file.name.split(".")[0])
+        if file.suffix == ".jsonl":
+            rows = [json.loads(line) for line in file.read_text(encoding="utf-8").splitlines()
+                    if line.strip()]
+            by_language[code] = {row["link"]: row["flores_passage"] for row in rows}
+        else:
+            by_language[code] = [line.strip() for line in
+                                 file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if all(isinstance(v, dict) for v in by_language.values()):
+        common = sorted(set.intersection(*(set(v) for v in by_language.values())))
+        return {code: [passages[link] for link in common]
+                for code, passages in by_language.items()}
+    lengths = {code: len(v) for code, v in by_language.items()}
+    if any(isinstance(v, dict) for v in by_language.values()) or len(set(lengths.values())) != 1:
+        raise ValueError(f"{root}: the files are not aligned line by line ({lengths})")
+    return {code: list(v) for code, v in by_language.items()}
+
+
 def analyse_checkpoints(
     checkpoints: Mapping[str, LoadedCheckpoint | Callable[[], LoadedCheckpoint]],
     parallel: Mapping[str, Sequence[str]],
@@ -42,32 +81,48 @@ def analyse_checkpoints(
     threshold: float = DEFAULT_THRESHOLD,
     seed: int = 0,
     batch_size: int = 16,
+    bootstrap_iterations: int = 1000,
+    baseline: str | None = None,
 ) -> dict:
     """Per-layer separability of every checkpoint on the same parallel sentences.
 
     A checkpoint may be given as a loader (a zero-argument callable); it is then loaded
     only for its own turn and released after, so several large models need not fit in
-    memory together.
+    memory together. Silhouette and probe accuracy get 95 % bootstrap intervals over
+    sentences, and every checkpoint is tested against ``baseline`` (default: the first)
+    per layer by a paired bootstrap over sentences.
     """
     texts, labels, groups = parallel_dataset(parallel)
+    if baseline is not None and baseline not in checkpoints:
+        raise UnknownNameError("baseline checkpoint", baseline, checkpoints,
+                               note=f"the checkpoints are labelled {', '.join(checkpoints)}")
     results = {}
     for label, given in checkpoints.items():
         checkpoint = given() if callable(given) else given
         reps = sentence_representations(checkpoint.model, checkpoint.tokenizer, texts, batch_size)
         results[label] = {
             "checkpoint": checkpoint.source,
-            **separability_by_layer(reps, labels, groups, threshold, seed),
+            **separability_by_layer(reps, labels, groups, threshold, seed,
+                                    bootstrap_iterations),
         }
         del checkpoint
-    payload = {"format": SEPARABILITY_FORMAT, "seed": seed, "results": results}
+    base = baseline or next(iter(results))
+    comparisons = {
+        label: compare_layers(results[base], result, max(bootstrap_iterations, 1), seed)
+        for label, result in results.items()
+        if label != base
+    } if bootstrap_iterations > 0 else {}
+    payload = {"format": SEPARABILITY_FORMAT, "seed": seed, "baseline": base,
+               "bootstrap_iterations": bootstrap_iterations, "results": results,
+               "comparisons": comparisons}
     root = Path(out_dir)
     write_json_atomic(root / "separability.json", payload)
     plots.separability_by_layer(results, root / "separability.png")
-    write_text_atomic(root / "separability.md", _markdown(results))
+    write_text_atomic(root / "separability.md", _markdown(results, comparisons, base))
     return payload
 
 
-def _markdown(results: dict) -> str:
+def _markdown(results: dict, comparisons: dict | None = None, baseline: str = "") -> str:
     any_result = next(iter(results.values()))
     lines = [
         "# Language separability per layer",
@@ -78,15 +133,44 @@ def _markdown(results: dict) -> str:
         f"eta² >= {any_result['threshold']} (eta² expected with no language effect: "
         f"{any_result['eta2_null']:.3f})",
         "",
-        "| checkpoint | layer | silhouette | probe acc | lang-specific dims | fraction |",
+        "- intervals: 95 % bootstrap over sentences (every translation of a sentence "
+        "resampled together); they say how much a measure moves on another sample of "
+        "sentences this size",
+        "",
+        "| checkpoint | layer | silhouette [95% CI] | probe acc [95% CI] | lang-specific dims "
+        "| fraction |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for label, result in results.items():
         for row in result["layers"]:
             lines.append(
-                f"| {label} | {row['layer']} | {row['silhouette']:.4f} | "
-                f"{row['probe_accuracy']:.4f} | {row['language_specific_dims']} | "
+                f"| {label} | {row['layer']} | {_with_ci(row, 'silhouette')} | "
+                f"{_with_ci(row, 'probe_accuracy')} | {row['language_specific_dims']} | "
                 f"{row['language_specific_fraction']:.4f} |"
             )
+    for label, rows in (comparisons or {}).items():
+        lines += [
+            "",
+            f"## `{label}` − `{baseline}`",
+            "",
+            "Paired bootstrap over sentences; `*` marks p ≤ 0.05 (the interval excludes 0).",
+            "",
+            "| layer | Δ silhouette [95% CI] | p | Δ probe acc [95% CI] | p |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        for row in rows:
+            cells = []
+            for key in ("silhouette", "probe_accuracy"):
+                stats = row[key]
+                star = " *" if stats["p_value"] <= 0.05 else ""
+                cells += [f"{stats['delta']:+.4f} [{stats['ci_low']:+.4f}, "
+                          f"{stats['ci_high']:+.4f}]{star}", f"{stats['p_value']:.4f}"]
+            lines.append(f"| {row['layer']} | " + " | ".join(cells) + " |")
     lines += ["", "![separability per layer](separability.png)", ""]
     return "\n".join(lines)
+
+
+def _with_ci(row: dict, key: str) -> str:
+    interval = row.get(f"{key}_ci")
+    text = f"{row[key]:.4f}"
+    return text if not interval else text + f" [{interval[0]:.4f}, {interval[1]:.4f}]"

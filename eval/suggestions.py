@@ -13,7 +13,9 @@ class UnknownNameError(ValueError):
     "unknown benchmark 'xnlii'; did you mean: xnli"
     """
 
-    def __init__(self, kind: str, name: str, candidates: Iterable[str]) -> None:
+    def __init__(
+        self, kind: str, name: str, candidates: Iterable[str], *, note: str = ""
+    ) -> None:
         self.kind = kind
         self.name = name
         self.close_matches = close_matches(name, candidates)
@@ -22,7 +24,7 @@ class UnknownNameError(ValueError):
             if self.close_matches
             else "; no similar name is known"
         )
-        super().__init__(f"unknown {kind} {name!r}{hint}")
+        super().__init__(f"unknown {kind} {name!r}{hint}" + (f" ({note})" if note else ""))
 
 
 def close_matches(name: str, candidates: Iterable[str], limit: int = 5) -> list[str]:

@@ -59,3 +59,10 @@ def test_prefetch_builds_every_task_of_the_plan_offline(capsys, local_suite):
     assert code == 0
     assert "local_xnli/de: json" in out and "local_wordorder/en: json" in out
     assert "4 of 4 units cached" in out
+
+
+def test_prefetch_rest_means_every_covered_language(capsys, local_suite):
+    code = main(["prefetch", "--include-path", str(local_suite), "--no-defaults",
+                 "--benchmark", "local_wordorder", "--languages", "rest"])
+    assert code == 0
+    assert "5 of 5 units cached" in capsys.readouterr().out

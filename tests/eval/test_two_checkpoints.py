@@ -159,3 +159,60 @@ def test_averages_beside_a_delta_are_taken_on_the_common_units(two_checkpoint_ou
                if line.startswith("| finetuned | ") and "→" in line)
     assert f"{common['base']['seen']:.4f} → {common['finetuned']['seen']:.4f}" in row
     assert "## What was compared" in text and str(base.summary["checkpoint"]) in text
+
+
+# ------------------------------------------------ tables, CSV, separability (issue 11 §6)
+
+def test_comparison_has_language_and_unit_tables_and_csv(two_checkpoint_outputs):
+    import csv
+
+    out, _, comparison, *_ = two_checkpoint_outputs
+    report = (out / "comparison" / "comparison.md").read_text()
+    assert "## Scores per language" in report
+    assert "| language | split | base | finetuned |" in report
+    assert "Per benchmark and language, Δ (p):" in report
+    assert "| language | local_wordorder | local_xnli |" in report
+    with open(out / "comparison" / "deltas.csv", newline="") as handle:
+        deltas = list(csv.DictReader(handle))
+    seen = next(r for r in deltas if r["level"] == "split" and r["split"] == "seen")
+    assert float(seen["delta"]) == pytest.approx(comparison["deltas"]["finetuned"]["seen"]["delta"])
+    assert float(seen["p_value"]) == comparison["deltas"]["finetuned"]["seen"]["p_value"]
+    units = [r for r in deltas if r["level"] == "unit"]
+    assert len(units) == len(comparison["deltas"]["finetuned"]["per_unit"])
+    with open(out / "comparison" / "scores.csv", newline="") as handle:
+        scores = list(csv.DictReader(handle))
+    assert {r["run"] for r in scores} == {"base", "finetuned"}
+
+
+def test_headline_gives_p_values_next_to_the_seen_and_unseen_delta(two_checkpoint_outputs):
+    from eval.markdown_report import headline
+
+    _, _, comparison, *_ = two_checkpoint_outputs
+    (line,) = headline(comparison)
+    p_seen = comparison["deltas"]["finetuned"]["seen"]["p_value"]
+    assert line.startswith("finetuned − base: seen ") and f"(p {p_seen:.4f})" in line
+
+
+def test_unknown_baseline_names_every_label(two_checkpoint_outputs):
+    _, runs, *_ = two_checkpoint_outputs
+    with pytest.raises(UnknownNameError, match="the runs are labelled base, finetuned"):
+        compare_runs(runs, baseline="sft")
+
+
+def test_separability_has_sentence_intervals_and_a_between_checkpoint_test(
+    two_checkpoint_outputs,
+):
+    out, *_, separability, _ = two_checkpoint_outputs
+    assert separability["baseline"] == "base"
+    for row in separability["results"]["finetuned"]["layers"]:
+        low, high = row["probe_accuracy_ci"]
+        assert low <= row["probe_accuracy"] <= high
+        assert len(row["per_sentence"]["probe_accuracy"]) == len(SENTENCES["en"])
+    layers = separability["comparisons"]["finetuned"]
+    assert [row["layer"] for row in layers] == [0, 1, 2]
+    # Layer 0 is the embedding table: the fine-tune moved it, but the Δ is the one measured.
+    base = separability["results"]["base"]["layers"]
+    tuned = separability["results"]["finetuned"]["layers"]
+    for row, b, t in zip(layers, base, tuned, strict=True):
+        assert row["silhouette"]["delta"] == pytest.approx(t["silhouette"] - b["silhouette"])
+    assert "`finetuned` − `base`" in (out / "separability" / "separability.md").read_text()
