@@ -53,8 +53,12 @@ def locate_non_finite(G: Tensor, partition=None, *, name: str = "G") -> None:
     raise GradientError(f"{name} has a non-finite value {value} at {where}")
 
 
-def check_gram(Q: Tensor, *, name: str = "Q") -> Tensor:
-    """Validate a batch [..., K, K] of Gram matrices."""
+def check_gram(Q: Tensor, *, name: str = "Q", psd: bool = False) -> Tensor:
+    """Validate a batch [..., K, K] of Gram matrices.
+
+    With ``psd=True`` also check that every matrix is a Gram matrix to rounding:
+    see :func:`check_psd`.
+    """
     if not isinstance(Q, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(Q).__name__}")
     if Q.dim() < 2 or Q.shape[-1] != Q.shape[-2]:
@@ -67,4 +71,82 @@ def check_gram(Q: Tensor, *, name: str = "Q") -> Tensor:
     if bool(bad.any()):
         idx = tuple(int(i) for i in bad.nonzero()[0])
         raise GradientError(f"{name} has a non-finite entry at index {idx}")
+    if psd:
+        check_psd(Q, name=name)
     return Q
+
+
+def gram_rtol(dtype: torch.dtype) -> float:
+    r"""Rounding allowance :math:`\sqrt{\varepsilon}` of a Gram matrix held in ``dtype``.
+
+    A computed Gram entry is off by at most about :math:`\sqrt{D}\,\varepsilon
+    \|g_i\|\|g_j\|` (blocked BLAS sums, gloo all-reduces of partial Grams), which
+    stays far below :math:`\sqrt{\varepsilon}\,\|g_i\|\|g_j\|` for any realistic D; a
+    matrix that misses by more is not the Gram matrix of anything.
+    """
+    return torch.finfo(dtype).eps ** 0.5
+
+
+def check_psd(Q: Tensor, *, name: str = "Q") -> None:
+    r"""Raise unless every matrix of the finite batch ``Q [..., K, K]`` is symmetric
+    positive semi-definite to rounding.
+
+    The test is on the correlation matrix :math:`C = N^{-1} Q N^{-1}`,
+    :math:`N = \mathrm{diag}(\sqrt{Q_{kk}})`, so that it means the same for a row
+    1e-12 times smaller than the others (a test on Q itself would only see the
+    largest rows). With δ = :func:`gram_rtol`: the diagonal must be non-negative
+    (a sum of squares, even rounded), :math:`|C_{ij} - C_{ji}| \le \delta`, and
+    :math:`C + K\delta I` must be positive definite, i.e.
+    :math:`\lambda_{\min}(C) \ge -K\delta` (a perturbation of at most δ per entry
+    moves eigenvalues by at most Kδ). The last test runs as a Cholesky
+    factorisation of :math:`Q + K\delta\,\mathrm{diag}(Q) = N(C + K\delta I)N`,
+    which needs no division by N.
+    """
+    from ._scale import normalise_gram
+
+    K = Q.shape[-1]
+    delta = gram_rtol(Q.dtype)
+    diag = torch.diagonal(Q, dim1=-2, dim2=-1)
+    if bool((diag < 0).any()):
+        idx = tuple(int(i) for i in (diag < 0).nonzero()[0])
+        raise GradientError(
+            f"{name} is not a Gram matrix: diagonal entry {idx[-1]} of matrix {idx[:-1]} is "
+            f"{float(diag[idx]):.3e} < 0, but a squared norm cannot be negative")
+    # Largest diagonal in [1/2, 1): products of two diagonals cannot overflow, and
+    # the tiny shift below is negligible next to every row that is not zero.
+    Qn, _ = normalise_gram(Q.detach().to(torch.float64).reshape(-1, K, K))
+    d = torch.diagonal(Qn, dim1=-2, dim2=-1)
+    if not torch.equal(Qn, Qn.transpose(-1, -2)):  # BLAS Grams often differ in the last bit
+        diff = Qn - Qn.transpose(-1, -2)
+        bad = diff * diff > (delta * delta) * (d.unsqueeze(-1) * d.unsqueeze(-2))
+        if bool(bad.any()):
+            b, i, j = (int(x) for x in bad.nonzero()[0])
+            Qb = Q.detach().reshape(-1, K, K)[b]
+            raise GradientError(
+                f"{name} is not symmetric: entries ({i}, {j}) = {float(Qb[i, j]):.6e} and "
+                f"({j}, {i}) = {float(Qb[j, i]):.6e} of matrix {b} differ by more than "
+                f"rounding ({delta:.1e} relative to the row norms)")
+    shifted = Qn.clone()
+    # A zero row passes only with zero off-diagonal entries: the shift by the
+    # smallest normal number is its pivot, and any entry beside it fails.
+    torch.diagonal(shifted, dim1=-2, dim2=-1).mul_(1.0 + K * delta).add_(
+        torch.finfo(torch.float64).tiny)
+    _, info = torch.linalg.cholesky_ex(shifted)
+    if bool((info != 0).any()):
+        b = int((info != 0).nonzero()[0])
+        n = d[b].sqrt()
+        inv = torch.where(n > 0, 1.0 / torch.where(n > 0, n, 1.0), 0.0)
+        C = inv.unsqueeze(-1) * Qn[b] * inv.unsqueeze(-2)
+        low = float(torch.linalg.eigvalsh(0.5 * (C + C.T))[0])
+        raise GradientError(
+            f"{name} is not positive semi-definite: matrix {b}, scaled to a unit diagonal, "
+            f"has eigenvalue {low:.3e} < -{K * delta:.1e} (rounding allowance), so it is not "
+            "the Gram matrix G Gᵀ of any gradients")
+
+
+def check_tol(value: float, name: str) -> float:
+    """A tolerance must be a number ≥ 0 (NaN would silently make every test fail)."""
+    value = float(value)
+    if not value >= 0:  # also catches NaN
+        raise ValueError(f"{name} must be a non-negative number, got {value}")
+    return value

@@ -13,18 +13,45 @@ drops rows whose weight hits zero. It terminates in finitely many steps at the
 exact optimum (up to rounding), unlike a Frank-Wolfe loop with a step-size stop.
 
 Three layers keep it fast without giving up exactness: (1) every problem is
-first tried with all K rows in the corral, which one batched solve settles
-when the optimum has full support (common for long buckets); (2) the others
-run Wolfe with the inverse of the corral's KKT matrix updated by rank-one
+first tried with all K rows, which one batched solve settles when the optimum
+has full support (common for long buckets), then with a few guessed supports
+(drop the rows whose weight came out ≤ 0, or add the worst violated row), all
+problems at once, each guess accepted only if the per-row test certifies it;
+(2) the others run Wolfe with the inverse of the corral's KKT matrix updated by rank-one
 bordering and Schur-complement steps; (3) any problem whose certificate
 those updates cannot bring under the tolerance is re-solved with fresh LU
 factorisations. Every returned λ is checked by the certificate below.
 
-Certificate. For feasible :math:`\lambda` let :math:`f=\lambda^\top Q\lambda` and
-:math:`m=\min_j (Q\lambda)_j`. Convexity gives :math:`f^\star \ge 2m - f`, so
-:math:`f - f^\star \le 2(f-m)`; the *gap* :math:`f-m \ge 0` is zero exactly at
-the KKT points. When :math:`m > 0`, Cauchy-Schwarz also gives
-:math:`f^\star \ge m^2/f`. :class:`MinNormSolution` reports both.
+Stopping and certification are per row. With :math:`f=\lambda^\top Q\lambda`,
+:math:`v = Q\lambda` and :math:`s = \sum_i \lambda_i\sqrt{Q_{ii}}` (the scale of the
+rows that λ uses), λ is accepted when for every row j
+
+.. math:: v_j \ge f - \text{tol}\,\sqrt{Q_{jj}\,f} - c\,K\varepsilon\, s\,(\sqrt{Q_{jj}} + s).
+
+For Q = GGᵀ and a = Gᵀλ this reads :math:`\langle g_j, a\rangle \ge \|a\|^2 -
+\text{tol}\,\|g_j\|\|a\| - \text{rounding}`: the update conflicts with no row,
+however small the row is next to the others. The last term is the rounding
+of :math:`f - v_j` itself (each :math:`|Q_{ij}|\le\sqrt{Q_{ii}Q_{jj}}`), below
+which no Gram-based test can see; relative to :math:`\|g_j\|\|a\|` it is
+:math:`cK\varepsilon\rho(1+\rho)`, :math:`\rho = s/\|a\|`, small unless the rows
+used nearly cancel (then G is close to stationary). A test relative to the
+largest row instead would stop while a row 1e-8 times smaller is still
+violated, and return an update that conflicts with it.
+
+Scale. Q is divided by a power of two that brings its largest diagonal entry
+into [1/2, 1): the division is exact, so ``solve_min_norm(4**k * Q)`` returns
+the same weights bit for bit and a value scaled by exactly 4**k, from
+float64's smallest normal numbers to its largest.
+
+Certificate. For feasible :math:`\lambda` let :math:`m=\min_j (Q\lambda)_j`.
+Convexity gives :math:`f^\star \ge 2m - f`, so :math:`f - f^\star \le 2(f-m)`; the
+*gap* :math:`f-m \ge 0` is zero exactly at the KKT points. When :math:`m > 0`,
+Cauchy-Schwarz also gives :math:`f^\star \ge m^2/f`. :class:`MinNormSolution`
+reports both.
+
+Input. :func:`solve_min_norm` refuses matrices that are not symmetric positive
+semi-definite to rounding (:func:`refmoo._checks.check_psd`): on an indefinite
+matrix the KKT conditions describe a saddle or a maximum, not the minimum.
 """
 
 from __future__ import annotations
@@ -34,7 +61,15 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ._checks import check_gram
+from ._checks import check_gram, check_tol
+from ._scale import normalise_gram, pow2
+
+_EPS = torch.finfo(torch.float64).eps
+# c in the rounding term of the per-row test: a K-term dot product and the
+# weighted sum f = λᵀv each add at most K·eps relative to their absolute terms.
+_ROUNDING = 4.0
+# Support guesses before Wolfe's method (see _active_set_solutions).
+_GUESS_ROUNDS = 4
 
 
 @dataclass(frozen=True)
@@ -60,6 +95,24 @@ def _bordered(Qn: Tensor) -> Tensor:
     M[:, :K, :K] = Qn
     M[:, K, K] = 0.0
     return M
+
+
+def _row_slack(sd: Tensor, lam: Tensor, f: Tensor, tol: float) -> Tensor:
+    """Allowed violation ``f - v_j`` per row: tol·√(Q_jj·f) plus the rounding of f − v_j.
+
+    ``sd`` is √diag(Q) ``[B, K]``; see the module docstring.
+    """
+    K = lam.shape[-1]
+    s = (lam * sd).sum(-1, keepdim=True)
+    rounding = (_ROUNDING * K * _EPS) * s * (sd + s)
+    return tol * sd * f.clamp_min(0.0).sqrt().unsqueeze(-1) + rounding
+
+
+def _violated(Q: Tensor, sd: Tensor, lam: Tensor, tol: float) -> tuple[Tensor, Tensor, Tensor]:
+    """``(v, f, violated)``: v = Qλ, f = λᵀv and the rows that fail the per-row test."""
+    v = (Q * lam.unsqueeze(-2)).sum(-1)  # cheaper than bmm for tiny K
+    f = (lam * v).sum(-1)
+    return v, f, f.unsqueeze(-1) - v > _row_slack(sd, lam, f, tol)
 
 
 class _SolvedCorral:
@@ -142,9 +195,14 @@ class _InverseCorral:
         r = torch.arange(j.numel())
         u = self.M[r, :, j] * self.Sb  # coupling of row j with the corral and the border
         w = (self.inv * u.unsqueeze(-2)).sum(-1)
-        schur = self.M[r, j, j] - (u * w).sum(-1)
-        # Q is normalised to a unit max diagonal, so the pivot test is absolute.
-        self.unstable |= mask & (schur.abs() <= 1e-13)
+        uw = u * w
+        schur = self.M[r, j, j] - uw.sum(-1)
+        # schur is the squared distance from g_j to the corral's affine hull, got
+        # by cancellation; below 1e-9 of the cancelled terms it has lost too many
+        # digits to update the inverse with (relative, so that a row 1e-10 times
+        # smaller than the corral's is not flagged merely for being small).
+        cancelled = self.M[r, j, j].abs() + uw.abs().sum(-1)
+        self.unstable |= mask & (schur.abs() <= 1e-9 * cancelled)
         coef = torch.where(mask & (schur != 0), 1.0 / schur, torch.zeros_like(schur))
         w[r, j] = -1.0
         self.inv.addcmul_(w.unsqueeze(-1) * coef[:, None, None], w.unsqueeze(-2))
@@ -169,24 +227,30 @@ def _wolfe(Qn: Tensor, corral_type, tol: float, max_iter: int) -> tuple[Tensor, 
     """Lock-step Wolfe iterations; returns (weights, unstable flags, iterations)."""
     B = Qn.shape[0]
     diag = torch.diagonal(Qn, dim1=-2, dim2=-1)
+    sd_all = diag.clamp_min(0.0).sqrt()
     lam_all = torch.zeros_like(diag)
     lam_all[torch.arange(B), diag.argmin(-1)] = 1.0
     unstable_all = torch.zeros(B, dtype=torch.bool)
     # Finished problems are written back and masked out; the arrays are
     # compacted only once most of them have finished, since every compaction
     # gathers all per-problem state.
-    live, Q, lam = torch.arange(B), Qn, lam_all.clone()
+    live, Q, sd, lam = torch.arange(B), Qn, sd_all, lam_all.clone()
     corral = corral_type(_bordered(Qn), lam > 0)
     major = torch.ones(B, dtype=torch.bool)
     active = torch.ones(B, dtype=torch.bool)
     iterations = 0
     for iterations in range(1, max_iter + 1):  # noqa: B007 (reported to the caller)
-        # Major step: stop at a KKT point, else bring in the most violated row.
-        v = (Q * lam.unsqueeze(-2)).sum(-1)  # cheaper than bmm for tiny K
-        f = (lam * v).sum(-1)
-        vmin, j = v.min(-1)
-        in_corral = corral.S.gather(1, j.unsqueeze(-1)).squeeze(-1)
-        finish = active & ((major & ((f - vmin <= tol) | in_corral)) | corral.unstable)
+        # Major step: stop when every row passes the per-row test, else bring in
+        # the row outside the corral that is violated most relative to its norm
+        # (any violated row decreases the norm; scoring by (f - v_j)/‖g_j‖ serves
+        # small rows instead of leaving them for last). Rows of the corral are
+        # at f up to rounding; whatever they miss, the certificate catches.
+        v, f, violated = _violated(Q, sd, lam, tol)
+        violated &= ~corral.S
+        score = torch.where(violated, (f.unsqueeze(-1) - v) / sd.clamp_min(1e-300),
+                            torch.full_like(v, -torch.inf))
+        best, j = score.max(-1)
+        finish = active & ((major & (best == -torch.inf)) | corral.unstable)
         if bool(finish.any()):
             lam_all[live[finish]] = lam[finish]
             unstable_all[live[finish]] = corral.unstable[finish]
@@ -196,7 +260,7 @@ def _wolfe(Qn: Tensor, corral_type, tol: float, max_iter: int) -> tuple[Tensor, 
                 break
             if 2 * n_active < live.numel():
                 corral.keep(active)
-                live, Q, lam, major, j = (t[active] for t in (live, Q, lam, major, j))
+                live, Q, sd, lam, major, j = (t[active] for t in (live, Q, sd, lam, major, j))
                 active = torch.ones(n_active, dtype=torch.bool)
         corral.add(major & active, j)
         # Minor step: move towards the affine minimiser of the corral.
@@ -221,35 +285,71 @@ def _wolfe(Qn: Tensor, corral_type, tol: float, max_iter: int) -> tuple[Tensor, 
     return lam_all, unstable_all, iterations
 
 
-def _interior_solutions(Qn: Tensor, tol: float) -> tuple[Tensor, Tensor]:
-    """Try every problem with all K rows in the corral at once.
+def _masked_minimisers(M: Tensor, S: Tensor) -> tuple[Tensor, Tensor]:
+    """Affine minimisers on supports S ``[B, K]`` by one batched LU of the masked KKT
+    matrices M ``[B, K+1, K+1]``; returns (y, solved) with y = 0 off S."""
+    B, K = S.shape
+    Sb = torch.cat([S, S.new_ones(B, 1)], dim=1)
+    A = torch.where(Sb.unsqueeze(1) & Sb.unsqueeze(2), M, torch.eye(K + 1, dtype=M.dtype))
+    rhs = M.new_zeros(B, K + 1, 1)
+    rhs[:, K] = 1.0
+    sol, info = torch.linalg.solve_ex(A, rhs)
+    return sol[:, :K, 0] * S, info == 0
 
-    When the gradients of a bucket are many more than K numbers long and not
-    strongly aligned, the optimum usually has full support; one batched solve
-    then settles it and the certificate confirms it. Returns (weights, solved).
+
+def _active_set_solutions(Qn: Tensor, tol: float, rounds: int) -> tuple[Tensor, Tensor]:
+    """Guess every problem's support, a few batched solves for all of them at once.
+
+    Start with all K rows (when the gradients of a bucket are many more than K
+    numbers long and not strongly aligned, the optimum usually has full support
+    and one solve settles it). Then, per round and per unsettled problem: if
+    the affine minimiser on S has a weight ≤ 0, drop those rows; else add the
+    row that fails the per-row test most. A guess counts only when the per-row
+    test certifies it, so this is a shortcut, never an approximation; what is
+    left after ``rounds`` goes to Wolfe's method. On aligned gradients (optimum
+    on a face) about half the problems settle after one drop, nearly all after
+    three rounds. Returns (weights, solved).
     """
     B, K = Qn.shape[0], Qn.shape[-1]
-    rhs = Qn.new_zeros(B, K + 1, 1)
-    rhs[:, K] = 1.0
-    sol, info = torch.linalg.solve_ex(_bordered(Qn), rhs)
-    y = sol[:, :K, 0]
-    v = (Qn * y.unsqueeze(-2)).sum(-1)
-    gap = (y * v).sum(-1) - v.amin(-1)
-    solved = (info == 0) & (y > 0).all(-1) & (gap <= tol) & torch.isfinite(gap)
-    return y, solved
+    lam = Qn.new_zeros(B, K)
+    solved = torch.zeros(B, dtype=torch.bool)
+    sd_all = torch.diagonal(Qn, dim1=-2, dim2=-1).clamp_min(0.0).sqrt()
+    M_all = _bordered(Qn)
+    live, M, Q, sd = torch.arange(B), M_all, Qn, sd_all
+    S = torch.ones(B, K, dtype=torch.bool)
+    for _ in range(rounds + 1):
+        y, ok = _masked_minimisers(M, S)
+        positive = torch.where(S, y, torch.ones_like(y)).amin(-1) > 0
+        v, f, violated = _violated(Q, sd, y, tol)
+        done = ok & positive & ~violated.any(-1) & torch.isfinite(f)
+        lam[live[done]] = y[done]
+        solved[live[done]] = True
+        # Unsolvable (singular) supports are Wolfe's: it keeps corrals affinely independent.
+        keep = ok & ~done
+        if not bool(keep.any()):
+            break
+        score = torch.where(violated & ~S, (f.unsqueeze(-1) - v) / sd.clamp_min(1e-300),
+                            torch.full_like(v, -torch.inf))
+        add = _one_hot(score.argmax(-1), K) & positive.unsqueeze(-1)
+        S = torch.where(positive.unsqueeze(-1), S | add, S & (y > 0))
+        live, M, Q, sd, S = (t[keep] for t in (live, M, Q, sd, S))
+    return lam, solved
+
+
+def _certified(Qn: Tensor, lam: Tensor, tol: float) -> Tensor:
+    sd = torch.diagonal(Qn, dim1=-2, dim2=-1).clamp_min(0.0).sqrt()
+    return ~_violated(Qn, sd, lam, tol)[2].any(-1)
 
 
 def _solve_normalised(Qn: Tensor, tol: float, max_iter: int) -> tuple[Tensor, int]:
-    lam, solved = _interior_solutions(Qn, tol)
+    lam, solved = _active_set_solutions(Qn, tol, _GUESS_ROUNDS)
     iterations = 1
     rest = ~solved
     if bool(rest.any()):
         lam[rest], redo, iterations = _wolfe(Qn[rest], _InverseCorral, tol, max_iter)
         # Exactness over speed: whatever the rank-one updates could not certify
         # is solved again with fresh factorisations.
-        sub = lam[rest]
-        v = (Qn[rest] * sub.unsqueeze(-2)).sum(-1)
-        redo |= (sub * v).sum(-1) - v.amin(-1) > tol
+        redo |= ~_certified(Qn[rest], lam[rest], tol)
         if bool(redo.any()):
             idx = rest.nonzero().squeeze(-1)[redo]
             lam[idx], _, extra = _wolfe(Qn[idx], _SolvedCorral, tol, max_iter)
@@ -262,36 +362,47 @@ def solve_min_norm(Q: Tensor, *, tol: float | None = None, max_iter: int | None 
                    ) -> MinNormSolution:
     """Solve a batch of min-norm problems exactly and certify the result.
 
-    :param Q: PSD Gram matrices, shape ``[..., K, K]``.
-    :param tol: KKT tolerance on the gap relative to ``max_k Q_kk``; default
-        ``10·K·eps(float64)``.
+    :param Q: Gram matrices ``GGᵀ``, shape ``[..., K, K]``; refused unless symmetric
+        positive semi-definite to rounding.
+    :param tol: per-row tolerance: every row j ends with
+        :math:`(Q\\lambda)_j \\ge f - \\text{tol}\\sqrt{Q_{jj} f}` − rounding (module
+        docstring), i.e. a cosine of at least −tol between g_j and the update;
+        default ``10·K·eps(float64)``.
     :param max_iter: cap on lock-step iterations; default ``5K + 20``.
 
     >>> Q = torch.tensor([[1.0, -1.0], [-1.0, 4.0]], dtype=torch.float64)
     >>> sol = solve_min_norm(Q)
     >>> [round(w, 12) for w in sol.weights.tolist()], round(float(sol.value), 12)  # 5/7, 2/7; 3/7
     ([0.714285714286, 0.285714285714], 0.428571428571)
+    >>> solve_min_norm(torch.tensor([[1.0, 2.0], [2.0, 1.0]]))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    refmoo._checks.GradientError: Q is not positive semi-definite: ...
     """
-    check_gram(Q)
+    check_gram(Q, psd=True)
+    return _solve(Q, tol=tol, max_iter=max_iter)
+
+
+def _solve(Q: Tensor, *, tol: float | None = None, max_iter: int | None = None
+           ) -> MinNormSolution:
+    """:func:`solve_min_norm` without the input checks, for Grams refmoo built itself."""
     K = Q.shape[-1]
     batch_shape = Q.shape[:-2]
-    Q64 = Q.detach().to(torch.float64).reshape(-1, K, K)
-    Q64 = 0.5 * (Q64 + Q64.transpose(-1, -2))
-    scale = torch.diagonal(Q64, dim1=-2, dim2=-1).amax(-1)
-    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
-    Qn = Q64 / scale[:, None, None]
-    if tol is None:
-        tol = 10 * K * torch.finfo(torch.float64).eps
+    tol = 10 * K * _EPS if tol is None else check_tol(tol, "tol")
     if max_iter is None:
         max_iter = 5 * K + 20
+    Q64 = Q.detach().to(torch.float64).reshape(-1, K, K)
+    Q64 = 0.5 * (Q64 + Q64.transpose(-1, -2))
+    Qn, e = normalise_gram(Q64)
     lam, iterations = _solve_normalised(Qn, tol, max_iter)
-    cert = _certify(Q64, lam)
+    a, b = pow2(e)
+    value, gap, lower = (t * a * b for t in _certify(Qn, lam))
     out_dtype = Q.dtype
     return MinNormSolution(
         weights=lam.to(out_dtype).reshape(*batch_shape, K),
-        value=cert[0].to(out_dtype).reshape(batch_shape),
-        gap=cert[1].to(out_dtype).reshape(batch_shape),
-        lower_bound=cert[2].to(out_dtype).reshape(batch_shape),
+        value=value.to(out_dtype).reshape(batch_shape),
+        gap=gap.to(out_dtype).reshape(batch_shape),
+        lower_bound=lower.to(out_dtype).reshape(batch_shape),
         iterations=iterations,
     )
 
@@ -322,7 +433,7 @@ def min_norm_weights(Q: Tensor) -> Tensor:
 
 def min_norm_gap(Q: Tensor, weights: Tensor) -> Tensor:
     """The certificate gap ``f - min_j (Qλ)_j`` of any weights (e.g. from another solver)."""
-    check_gram(Q)
+    check_gram(Q, psd=True)
     K = Q.shape[-1]
     Q64 = Q.to(torch.float64).reshape(-1, K, K)
     return _certify(Q64, weights.to(torch.float64).reshape(-1, K))[1].reshape(Q.shape[:-2])

@@ -141,13 +141,73 @@ def test_update_and_refactorisation_paths_agree(mats):
 
 
 @settings(max_examples=30)
-@given(st.lists(gradient_matrices(K=4, D=st.integers(4, 12), rank=None), min_size=1, max_size=8))
-def test_interior_shortcut_agrees_with_wolfe(mats):
-    from refmoo.min_norm import _interior_solutions, _InverseCorral, _wolfe
+@given(st.lists(st.one_of(gradient_matrices(K=4, D=st.integers(1, 12)),
+                          degenerate_matrices(K=4)), min_size=1, max_size=8))
+def test_support_guesses_agree_with_wolfe(mats):
+    from refmoo.min_norm import _active_set_solutions, _InverseCorral, _wolfe, normalise_gram
 
-    Q = torch.stack([G @ G.T for G in mats])
-    Qn = Q / torch.diagonal(Q, dim1=-2, dim2=-1).amax(-1).clamp_min(1e-300)[:, None, None]
+    Qn, _ = normalise_gram(torch.stack([G @ G.T for G in mats]))
     tol = 1e-13
-    interior, solved = _interior_solutions(Qn, tol)
+    guessed, solved = _active_set_solutions(Qn, tol, rounds=4)
     wolfe, _, _ = _wolfe(Qn, _InverseCorral, tol, 60)
-    torch.testing.assert_close(interior[solved], wolfe[solved], rtol=0, atol=1e-9)
+    value = lambda lam: (lam * (Qn @ lam.unsqueeze(-1)).squeeze(-1)).sum(-1)  # noqa: E731
+    # Two certified KKT points of one convex problem: equal values, to the
+    # certificate's own tolerance (gaps of 1e-13 relative to the unit diagonal).
+    torch.testing.assert_close(value(guessed)[solved], value(wolfe)[solved], rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("Q,message", [
+    ([[1.0, 2.0], [2.0, 1.0]], "not positive semi-definite"),  # "solved" to the maximum before
+    ([[-1.0, 0.0], [0.0, -2.0]], "squared norm cannot be negative"),
+    ([[1.0, 5.0], [-5.0, 1.0]], "not symmetric"),  # was silently symmetrised
+    ([[0.0, 1e-3], [1e-3, 1.0]], "not positive semi-definite"),  # zero row, non-zero entry
+])
+def test_matrices_that_are_not_gram_matrices_are_refused(Q, message):
+    from refmoo._checks import GradientError
+
+    with pytest.raises(GradientError, match=message):
+        solve_min_norm(torch.tensor(Q, dtype=torch.float64))
+
+
+def test_rounding_asymmetry_and_indefiniteness_are_accepted():
+    # What BLAS does to a genuine Gram: a last-bit asymmetry, and a rank-deficient
+    # matrix whose smallest eigenvalue comes out slightly negative.
+    G = torch.tensor([[1.0, 2.0, 3.0], [2.0, 4.0, 6.0], [0.1, 0.3, -0.2]], dtype=torch.float64)
+    Q = G @ G.T
+    Q[0, 1] = torch.nextafter(Q[0, 1], torch.tensor(float("inf"), dtype=torch.float64))
+    Q[1, 1] -= 8 * torch.finfo(torch.float64).eps * Q[1, 1]
+    assert float(torch.linalg.eigvalsh(0.5 * (Q + Q.T))[0]) < 0
+    solve_min_norm(Q)
+
+
+@pytest.mark.parametrize("tol", [float("nan"), -1e-12])
+def test_nan_or_negative_tol_is_an_error(tol):
+    with pytest.raises(ValueError, match="tol must be a non-negative number"):
+        solve_min_norm(torch.eye(2, dtype=torch.float64), tol=tol)
+
+
+@pytest.mark.parametrize("k", [-500, -250, -1, 1, 250, 500])
+def test_weights_are_bitwise_invariant_under_powers_of_four(k):
+    # Q is divided by a power of two before the solve, so 4^k·Q (exact, no digit
+    # changes while the entries stay normal) runs the same operations on the same digits.
+    G = torch.randn(5, 9, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    Q = G @ G.T
+    a, b = solve_min_norm(Q), solve_min_norm(Q * 4.0**k)
+    assert torch.equal(a.weights, b.weights)
+    assert torch.equal(a.value * 4.0**k, b.value)
+
+
+def test_per_row_test_serves_rows_far_below_the_largest():
+    # The reproducer on the Gram: rows 1e-8 and 1e-7 times the others.
+    # Stopping relative to the largest row returned weights whose update
+    # conflicted with the small rows; the per-row test must not.
+    G = torch.randn(6, 20, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    G[0] *= 1e-8
+    G[1] *= 1e-7
+    Q = G @ G.T
+    sol = solve_min_norm(Q)
+    v = Q @ sol.weights
+    f = sol.value
+    norms = torch.diagonal(Q).sqrt()
+    # (Qλ)_j ≥ f − tol·‖g_j‖·√f − rounding: as a cosine, at least −1e-9 (see module doc).
+    assert bool(((v - f) / (norms * f.sqrt()) >= -1e-9).all()), ((v - f) / (norms * f.sqrt()))

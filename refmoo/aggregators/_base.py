@@ -14,7 +14,8 @@ from abc import ABC, abstractmethod
 import torch
 from torch import Tensor
 
-from .._checks import check_finite, check_gram, check_matrix
+from .._checks import GradientError, check_finite, check_gram, check_matrix
+from .._scale import ldexp, scaled_gram
 
 
 class Aggregator(ABC):
@@ -28,7 +29,7 @@ class Aggregator(ABC):
     def __call__(self, G: Tensor, *, key: int = 0) -> Tensor:
         check_matrix(G)
         check_finite(G)
-        return self._aggregate(G, key=key)
+        return check_output(self._aggregate(G, key=key), G)
 
     @abstractmethod
     def _aggregate(self, G: Tensor, *, key: int) -> Tensor:
@@ -47,22 +48,44 @@ class Aggregator(ABC):
         return f"{type(self).__name__}()"
 
 
+def check_output(out: Tensor, G: Tensor) -> Tensor:
+    """Return A(G), or raise if float cannot hold it (e.g. the sum of rows near the
+    dtype's largest value): the message names G, the only input the user passed."""
+    if bool(torch.isfinite(out.sum())) or bool(torch.isfinite(out).all()):
+        return out
+    col = int((~torch.isfinite(out)).nonzero()[0])
+    raise GradientError(
+        f"the aggregated update overflows {G.dtype} at column {col}: G's largest entry there "
+        f"is {float(G[:, col].abs().max()):.3e}; scale G down or cast it to float64")
+
+
 class GramAggregator(Aggregator):
     """An aggregator of the form A(G) = w(GGᵀ)ᵀG.
 
     Subclasses implement :meth:`_weights_from_gram` for a batch ``[B, K, K]``
     of Gram matrices; ``keys`` (shape ``[B]``) identifies each bucket.
+
+    Scale: G is rescaled by a power of two before its Gram matrix is formed when
+    ``G @ G.T`` would under- or overflow (:func:`refmoo._scale.scaled_gram`); the
+    weights are then corrected by :attr:`weight_degree`. So A(G) is exact for
+    every finite G, and A(2^k G) = 2^k A(G) bit for bit (Nash-MTL: = A(G)).
     """
+
+    weight_degree = 0
+    """d with w(cG) = c^d · w(G) for c > 0: 0 for weights that depend on the
+    directions of the rows only (most), -1 for Nash-MTL (α scales as 1/c)."""
 
     def weights(self, G: Tensor, *, key: int = 0) -> Tensor:
         """The K weights w with A(G) = wᵀG."""
         check_matrix(G)
         check_finite(G)
-        return self.weights_from_gram(G @ G.T, keys=torch.tensor([key]))
+        Q, _, e = scaled_gram(G)
+        w = self._weights_from_gram(Q.unsqueeze(0), torch.tensor([key]))[0]
+        return w if self.weight_degree == 0 else ldexp(w, e * self.weight_degree)
 
     def weights_from_gram(self, Q: Tensor, *, keys: Tensor | None = None) -> Tensor:
         """Weights for each Gram matrix of a batch ``[..., K, K]``; returns ``[..., K]``."""
-        check_gram(Q)
+        check_gram(Q, psd=True)
         K = Q.shape[-1]
         flat = Q.reshape(-1, K, K)
         if keys is None:
@@ -78,5 +101,11 @@ class GramAggregator(Aggregator):
         """Weights ``[B, K]`` for a validated batch ``[B, K, K]``."""
 
     def _aggregate(self, G: Tensor, *, key: int) -> Tensor:
-        w = self.weights_from_gram(G @ G.T, keys=torch.tensor([key]))
-        return w @ G
+        # The Gram matrix is built here from finite G, so it needs no Gram check.
+        Q, Gs, e = scaled_gram(G)
+        w = self._weights_from_gram(Q.unsqueeze(0), torch.tensor([key]))[0]
+        if self.weight_degree == 0:
+            return w @ G  # w(Gs) = w(G): no scaling back, no rounding
+        # A(G) = w(G)ᵀG = 2^{e(1+d)} · w(Gs)ᵀGs, computed on Gs so that neither the
+        # weights nor the products leave the normal range.
+        return ldexp(w @ Gs, e * (1 + self.weight_degree))

@@ -21,17 +21,28 @@ singular sub-system in exact arithmetic, and the method ends after finitely many
 steps at the exact optimum (up to rounding). A pseudo-inverse covers sub-systems
 that rounding makes singular.
 
+Stopping test, per row. With :math:`v = u + \lambda`, :math:`s = \sum_i |v_i|\sqrt{Q_{ii}}`
+(the scale of the rows in play), a bound is freed only when
+:math:`-(Qv)_j > 100K\varepsilon\sqrt{Q_{jj}}\,s`: the rounding of :math:`(Qv)_j`
+itself, measured on row j. So the projection :math:`G^\top v` ends with
+:math:`\langle g_j, G^\top v\rangle \ge -100K\varepsilon\,\|g_j\|\,s` for every row,
+however small :math:`\|g_j\|` is next to the others; a threshold relative to the
+largest row would leave a row 1e-8 times smaller in conflict.
+
 Certificate: the KKT conditions are :math:`\lambda \ge 0`, :math:`Qv \ge 0` and
 :math:`(Qv)_j = 0` wherever :math:`\lambda_j > 0`. :func:`project_dual_cone`
-returns the largest violation of the last two relative to :math:`\max_k Q_{kk}`;
-the first holds exactly. Note :math:`(Qv)_k = \langle g_k, G^\top v\rangle`, so the residual bounds
-how much the projection conflicts with any row.
+returns the largest violation of the last two, row j's divided by
+:math:`\sqrt{Q_{jj}}\,s` (a cosine-like number, the same at every scale); the
+first holds exactly. Note :math:`(Qv)_k = \langle g_k, G^\top v\rangle`, so the
+residual bounds how much the projection conflicts with any row.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
+
+from .._scale import normalise_gram
 
 _EPS = torch.finfo(torch.float64).eps
 
@@ -49,18 +60,23 @@ def _passive_solve(H: Tensor, f: Tensor, P: Tensor) -> Tensor:
     return torch.where(P, z, torch.zeros_like(z))
 
 
-def _threshold(lam: Tensor, K: int) -> Tensor:
-    # Rounding in (Hλ + f)_j grows with Σλ (|H_ij| ≤ 1 after normalisation).
-    return 100 * K * _EPS * (1.0 + lam.sum(-1))
+_ROUNDING = 100.0
 
 
-def nnls_gram(H: Tensor, f: Tensor, max_iter: int | None = None) -> Tensor:
-    r"""Solve :math:`\min_{\lambda\ge0} \tfrac12\lambda^\top H\lambda + f^\top\lambda` for a
-    batch: H ``[N, K, K]`` PSD float64 with max diagonal ≤ 1, f ``[N, K]`` in the range
-    of H. Returns λ ``[N, K]``."""
-    N, K = f.shape
+def _row_threshold(sd: Tensor, v: Tensor) -> Tensor:
+    """The rounding of (Qv)_j, per row: 100·K·ε·√Q_jj·Σ_i |v_i|√Q_ii (see the module docstring)."""
+    K = v.shape[-1]
+    return (_ROUNDING * K * _EPS) * sd * (v.abs() * sd).sum(-1, keepdim=True)
+
+
+def nnls_gram(H: Tensor, U: Tensor, max_iter: int | None = None) -> Tensor:
+    r"""Solve :math:`\min_{\lambda\ge0} \tfrac12(u+\lambda)^\top H(u+\lambda)` for a batch:
+    H ``[N, K, K]`` PSD float64 with max diagonal ≤ 1, U ``[N, K]``. Returns λ ``[N, K]``."""
+    N, K = U.shape
     if max_iter is None:
         max_iter = 5 * K + 20
+    f = (H @ U.unsqueeze(-1)).squeeze(-1)
+    sd_all = torch.diagonal(H, dim1=-2, dim2=-1).clamp_min(0.0).sqrt()
     lam_all = torch.zeros_like(f)
     live = torch.arange(N)
     lam = lam_all.clone()
@@ -69,10 +85,14 @@ def nnls_gram(H: Tensor, f: Tensor, max_iter: int | None = None) -> Tensor:
     for _ in range(max_iter):
         n = live.numel()
         rows = torch.arange(n)
-        # Outer step: stop at a KKT point, else free the most violated bound.
+        # Outer step: stop at a KKT point, else free the bound violated most
+        # relative to its row's norm (a small row must not wait behind big ones).
         w = -((H[live] @ lam.unsqueeze(-1)).squeeze(-1) + f[live])
-        wmax, j = torch.where(P, torch.full_like(w, -torch.inf), w).max(-1)
-        finish = outer & (wmax <= _threshold(lam, K))
+        sd = sd_all[live]
+        violated = ~P & (w > _row_threshold(sd, U[live] + lam))
+        score = torch.where(violated, w / sd.clamp_min(1e-300), torch.full_like(w, -torch.inf))
+        best, j = score.max(-1)
+        finish = outer & (best == -torch.inf)
         if bool(finish.any()):
             lam_all[live[finish]] = lam[finish]
             keep = ~finish
@@ -116,8 +136,8 @@ def project_dual_cone(Q: Tensor, U: Tensor) -> tuple[Tensor, Tensor]:
     :param Q: Gram matrices ``[B, K, K]``.
     :param U: weights ``[B, M, K]`` of the M vectors to project per matrix.
     :returns: ``(V, residual)``: V ``[B, M, K]`` (float64) with :math:`v \ge u` and
-        :math:`G^\top v` the projection, and the KKT residual ``[B, M]`` relative to
-        :math:`\max_k Q_{kk}`.
+        :math:`G^\top v` the projection, and the KKT residual ``[B, M]``, row j's
+        violation relative to :math:`\sqrt{Q_{jj}}\sum_i |v_i|\sqrt{Q_{ii}}`.
 
     >>> Q = torch.tensor([[[1.0, -1.0], [-1.0, 4.0]]], dtype=torch.float64)
     >>> V, res = project_dual_cone(Q, torch.eye(2, dtype=torch.float64)[None])
@@ -127,15 +147,15 @@ def project_dual_cone(Q: Tensor, U: Tensor) -> tuple[Tensor, Tensor]:
     B, M, K = U.shape
     Q64 = Q.to(torch.float64)
     Q64 = 0.5 * (Q64 + Q64.transpose(-1, -2))
-    scale = torch.diagonal(Q64, dim1=-2, dim2=-1).amax(-1)
-    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
-    Qn = Q64 / scale[:, None, None]
+    Qn, _ = normalise_gram(Q64)
     U64 = U.to(torch.float64)
     H = Qn.unsqueeze(1).expand(B, M, K, K).reshape(B * M, K, K)
-    f = (U64 @ Qn).reshape(B * M, K)  # (Q u)ᵀ = uᵀQ, Q symmetric
-    lam = nnls_gram(H, f).reshape(B, M, K)
+    lam = nnls_gram(H, U64.reshape(B * M, K)).reshape(B, M, K)
     V = U64 + lam
-    grad = V @ Qn
+    grad = V @ Qn  # (Qv)ᵀ = vᵀQ, Q symmetric
     on_support = torch.where(lam > 0, grad.abs(), torch.zeros_like(grad))
-    residual = torch.maximum((-grad).clamp_min(0.0), on_support).amax(-1)
-    return V, residual
+    violation = torch.maximum((-grad).clamp_min(0.0), on_support)
+    sd = torch.diagonal(Qn, dim1=-2, dim2=-1).clamp_min(0.0).sqrt().unsqueeze(1)
+    scale = sd * (V.abs() * sd).sum(-1, keepdim=True)
+    residual = torch.where(scale > 0, violation / torch.where(scale > 0, scale, 1.0), violation)
+    return V, residual.amax(-1)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from ..min_norm import min_norm_weights
+from ..min_norm import _solve
 from ._base import GramAggregator
 
 
@@ -29,4 +29,4 @@ class MGDA(GramAggregator):
     """Exact min-norm MGDA; see the module docstring."""
 
     def _weights_from_gram(self, Q: Tensor, keys: Tensor) -> Tensor:
-        return min_norm_weights(Q)
+        return _solve(Q).weights  # Q was checked by weights_from_gram

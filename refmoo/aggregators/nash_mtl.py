@@ -127,6 +127,8 @@ class NashMTL(GramAggregator):
         bucket counts as Pareto stationary.
     """
 
+    weight_degree = -1  # Qα = 1/α gives α(cG) = α(G)/c
+
     def __init__(self, max_norm: float = 0.0, ridge: float = 1e-10,
                  stationary_tol: float = 1e-12) -> None:
         if max_norm < 0 or ridge <= 0 or stationary_tol < 0:
@@ -134,7 +136,6 @@ class NashMTL(GramAggregator):
         self.max_norm = float(max_norm)
         self.ridge = float(ridge)
         self.stationary_tol = float(stationary_tol)
-
     def solve(self, Q: Tensor, max_iter: int = 200) -> NashSolution:
         """Solve the bargaining system for Gram matrices ``[B, K, K]`` (see module docstring)."""
         K = Q.shape[-1]

@@ -17,8 +17,10 @@ referee it with cvxpy/CLARABEL). Because each projection lies in :math:`C^*`, so
 does their mean: :math:`\langle g_k, A(G)\rangle \ge 0` for every k
 (non-conflicting), up to the solver's certified residual.
 
-The QP is solved on Q divided by its largest diagonal entry, which leaves v
-unchanged and keeps gradients of scale 1e-12..1e12 in range. TorchJD's default
+The QP is solved on Q divided by the power of two nearest its largest diagonal
+entry, which leaves v unchanged (bit for bit under G → 2^k G), and it stops on a
+per-row test, so a row 1e-8 times smaller than the others is not left in
+conflict. TorchJD's default
 projector instead adds 1e-4·I to the trace-normalised Gram (quadprog needs a
 positive-definite matrix), which biases its weights by about that much.
 
@@ -42,7 +44,7 @@ class UPGrad(GramAggregator):
 
     def projections(self, Q: Tensor) -> tuple[Tensor, Tensor]:
         """``(V, residual)`` for Gram matrices ``[B, K, K]``: ``V[b, i]`` is v_i (float64) and
-        ``residual[b, i]`` its KKT residual relative to the largest diagonal of ``Q[b]``."""
+        ``residual[b, i]`` its per-row KKT residual (see :func:`._dual_cone.project_dual_cone`)."""
         B, K = Q.shape[0], Q.shape[-1]
         return project_dual_cone(Q, torch.eye(K, dtype=torch.float64).expand(B, K, K))
 

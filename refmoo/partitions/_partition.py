@@ -16,6 +16,19 @@ class PartitionError(ValueError):
     """A set of buckets that is not a partition of 0..D-1."""
 
 
+def _indices(bucket, b: int) -> Tensor:
+    """Bucket ``b`` as a 1-D long tensor of column indices.
+
+    Boolean masks are refused: ``torch.as_tensor([True, False], dtype=torch.long)``
+    is ``[1, 0]``, i.e. the mask would silently be read as the indices 1 and 0.
+    """
+    raw = torch.as_tensor(list(bucket) if isinstance(bucket, range) else bucket)
+    if raw.dtype == torch.bool:
+        raise PartitionError(
+            f"bucket {b} is a boolean mask; pass column indices, e.g. mask.nonzero().reshape(-1)")
+    return raw.to(torch.long).reshape(-1)
+
+
 class Partition:
     """Disjoint, non-empty buckets that together cover the indices ``0..D-1``.
 
@@ -44,8 +57,7 @@ class Partition:
     ) -> None:
         if len(buckets) == 0:
             raise PartitionError("a partition needs at least one bucket")
-        index_sets = [torch.as_tensor(list(b) if isinstance(b, range) else b, dtype=torch.long)
-                      .reshape(-1) for b in buckets]
+        index_sets = [_indices(b, i) for i, b in enumerate(buckets)]
         for b, idx in enumerate(index_sets):
             if idx.numel() == 0:
                 raise PartitionError(f"bucket {b} is empty")
