@@ -36,7 +36,7 @@ class PrepareSettings:
     num_heads: int = 4
     max_length: int = 64
     # Pretraining: AdamW, linear warmup then cosine decay to 10 % of lr.
-    pretrain_steps: int = 600
+    pretrain_steps: int = 300
     pretrain_batch_size: int = 32
     pretrain_lr: float = 3e-3
     pretrain_warmup: int = 50
