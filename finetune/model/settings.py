@@ -43,10 +43,12 @@ class PrepareSettings:
     pretrain_weight_decay: float = 0.01
 
     def __post_init__(self) -> None:
-        positive = [f.name for f in fields(self) if f.name != "pretrain_weight_decay"]
-        bad = [name for name in positive if not getattr(self, name) > 0]
-        if bad or self.pretrain_weight_decay < 0:
-            raise ConfigError(f"prepare settings must be positive: {bad or ['weight_decay']}")
+        may_be_zero = ("pretrain_warmup", "pretrain_weight_decay")
+        bad = [f.name for f in fields(self)
+               if not getattr(self, f.name) > 0 and f.name not in may_be_zero]
+        bad += [name for name in may_be_zero if getattr(self, name) < 0]
+        if bad:
+            raise ConfigError(f"prepare settings out of range (must be positive): {bad}")
         if self.hidden_size % self.num_heads:
             raise ConfigError(f"hidden_size={self.hidden_size} is not a multiple of "
                               f"num_heads={self.num_heads}")

@@ -133,6 +133,9 @@ def test_settings_are_checked_by_name_and_value():
     assert PrepareSettings.from_mapping({"hidden_size": 48}).hidden_size == 48
     with pytest.raises(ConfigError, match="unknown prepare setting"):
         PrepareSettings.from_mapping({"hidden": 48})
+    assert PrepareSettings(pretrain_warmup=0).pretrain_warmup == 0
+    with pytest.raises(ConfigError, match=r"out of range.*\['hidden_size', 'pretrain_warmup'\]"):
+        PrepareSettings(hidden_size=0, pretrain_warmup=-1)
     with pytest.raises(ConfigError, match="not a multiple of num_heads"):
         PrepareSettings(hidden_size=30, num_heads=4)
     with pytest.raises(ConfigError, match="must leave numbers for pretraining"):
