@@ -67,10 +67,13 @@ def check_gram(Q: Tensor, *, name: str = "Q", psd: bool = False) -> Tensor:
         raise GradientError(f"{name} has K = 0: at least one language is required")
     if not Q.is_floating_point():
         raise GradientError(f"{name} must be floating point, got {Q.dtype}")
-    bad = ~torch.isfinite(Q)
-    if bool(bad.any()):
-        idx = tuple(int(i) for i in bad.nonzero()[0])
-        raise GradientError(f"{name} has a non-finite entry at index {idx}")
+    # One reduction decides the common case (a NaN or Inf makes the sum non-finite;
+    # a finite sum that overflows only costs the element-wise scan).
+    if not bool(torch.isfinite(Q.sum())):
+        bad = ~torch.isfinite(Q)
+        if bool(bad.any()):
+            idx = tuple(int(i) for i in bad.nonzero()[0])
+            raise GradientError(f"{name} has a non-finite entry at index {idx}")
     if psd:
         check_psd(Q, name=name)
     return Q
@@ -100,43 +103,42 @@ def check_psd(Q: Tensor, *, name: str = "Q") -> None:
     :math:`\lambda_{\min}(C) \ge -K\delta` (a perturbation of at most δ per entry
     moves eigenvalues by at most Kδ). The last test runs as a Cholesky
     factorisation of :math:`Q + K\delta\,\mathrm{diag}(Q) = N(C + K\delta I)N`,
-    which needs no division by N.
+    which needs no division by N (Cholesky is unaffected by such a diagonal
+    scaling, so its rounding is that of the test on C).
     """
-    from ._scale import normalise_gram
-
     K = Q.shape[-1]
     delta = gram_rtol(Q.dtype)
-    diag = torch.diagonal(Q, dim1=-2, dim2=-1)
-    if bool((diag < 0).any()):
-        idx = tuple(int(i) for i in (diag < 0).nonzero()[0])
+    Q64 = Q.detach().to(torch.float64).reshape(-1, K, K)
+    d = torch.diagonal(Q64, dim1=-2, dim2=-1)
+    if bool((d < 0).any()):
+        b, k = (int(i) for i in (d < 0).nonzero()[0])
         raise GradientError(
-            f"{name} is not a Gram matrix: diagonal entry {idx[-1]} of matrix {idx[:-1]} is "
-            f"{float(diag[idx]):.3e} < 0, but a squared norm cannot be negative")
-    # Largest diagonal in [1/2, 1): products of two diagonals cannot overflow, and
-    # the tiny shift below is negligible next to every row that is not zero.
-    Qn, _ = normalise_gram(Q.detach().to(torch.float64).reshape(-1, K, K))
-    d = torch.diagonal(Qn, dim1=-2, dim2=-1)
-    if not torch.equal(Qn, Qn.transpose(-1, -2)):  # BLAS Grams often differ in the last bit
-        diff = Qn - Qn.transpose(-1, -2)
-        bad = diff * diff > (delta * delta) * (d.unsqueeze(-1) * d.unsqueeze(-2))
+            f"{name} is not a Gram matrix: diagonal entry {k} of matrix {b} is "
+            f"{float(d[b, k]):.3e} < 0, but a squared norm cannot be negative")
+    if not torch.equal(Q64, Q64.transpose(-1, -2)):  # BLAS Grams often differ in the last bit
+        diff = Q64 - Q64.transpose(-1, -2)
+        # Both sides are squared to avoid square roots; (d_i·δ)·d_j keeps the product
+        # of two squared norms from overflowing.
+        bad = diff * diff > (delta * delta * d.unsqueeze(-1)) * d.unsqueeze(-2)
         if bool(bad.any()):
             b, i, j = (int(x) for x in bad.nonzero()[0])
-            Qb = Q.detach().reshape(-1, K, K)[b]
             raise GradientError(
-                f"{name} is not symmetric: entries ({i}, {j}) = {float(Qb[i, j]):.6e} and "
-                f"({j}, {i}) = {float(Qb[j, i]):.6e} of matrix {b} differ by more than "
+                f"{name} is not symmetric: entries ({i}, {j}) = {float(Q64[b, i, j]):.6e} and "
+                f"({j}, {i}) = {float(Q64[b, j, i]):.6e} of matrix {b} differ by more than "
                 f"rounding ({delta:.1e} relative to the row norms)")
-    shifted = Qn.clone()
-    # A zero row passes only with zero off-diagonal entries: the shift by the
-    # smallest normal number is its pivot, and any entry beside it fails.
-    torch.diagonal(shifted, dim1=-2, dim2=-1).mul_(1.0 + K * delta).add_(
-        torch.finfo(torch.float64).tiny)
+    # A zero row passes only with zero off-diagonal entries: a shift far below every
+    # non-zero row (2^-900 of the largest, at least float64's smallest normal) is
+    # its pivot, and any entry beside it fails.
+    tiny = torch.finfo(torch.float64).tiny
+    floor = (d.amax(-1, keepdim=True) * 2.0**-900).clamp_min(tiny)
+    shifted = Q64.clone()
+    torch.diagonal(shifted, dim1=-2, dim2=-1).mul_(1.0 + K * delta).add_(floor)
     _, info = torch.linalg.cholesky_ex(shifted)
     if bool((info != 0).any()):
         b = int((info != 0).nonzero()[0])
         n = d[b].sqrt()
         inv = torch.where(n > 0, 1.0 / torch.where(n > 0, n, 1.0), 0.0)
-        C = inv.unsqueeze(-1) * Qn[b] * inv.unsqueeze(-2)
+        C = (inv.unsqueeze(-1) * Q64[b]) * inv.unsqueeze(-2)
         low = float(torch.linalg.eigvalsh(0.5 * (C + C.T))[0])
         raise GradientError(
             f"{name} is not positive semi-definite: matrix {b}, scaled to a unit diagonal, "

@@ -37,12 +37,18 @@ def pow2(e: Tensor) -> tuple[Tensor, Tensor]:
 def ldexp(x: Tensor, e: Tensor) -> Tensor:
     """``x · 2**e`` with ``e`` broadcast against the leading dimensions of x.
 
-    The two factors are applied one after the other. When e > 0 both are ≥ 1 and
-    the intermediate lies below the result; when e < 0 both are ≤ 1 and it lies
-    above: either way no intermediate over- or underflows unless the result does.
+    For |e| > 1000 the two factors of :func:`pow2` are applied one after the
+    other. When e > 0 both are ≥ 1 and the intermediate lies below the result;
+    when e < 0 both are ≤ 1 and it lies above: either way no intermediate over- or
+    underflows unless the result does. (For float32 x the factors are cast to
+    float32; callers keep |e| within float32's exponent range.)
     """
-    a, b = pow2(e)
     shape = e.shape + (1,) * (x.dim() - e.dim())
+    if e.numel() == 0 or int(e.abs().max()) <= 1000:
+        # One factor is exact and finite here: the common case costs one pass.
+        one = torch.ones(e.shape, dtype=torch.float64, device=e.device)
+        return x * torch.ldexp(one, e).reshape(shape).to(x.dtype)
+    a, b = pow2(e)
     return x * a.reshape(shape).to(x.dtype) * b.reshape(shape).to(x.dtype)
 
 

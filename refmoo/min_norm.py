@@ -110,7 +110,7 @@ def _row_slack(sd: Tensor, lam: Tensor, f: Tensor, tol: float) -> Tensor:
 
 def _violated(Q: Tensor, sd: Tensor, lam: Tensor, tol: float) -> tuple[Tensor, Tensor, Tensor]:
     """``(v, f, violated)``: v = Qλ, f = λᵀv and the rows that fail the per-row test."""
-    v = (Q * lam.unsqueeze(-2)).sum(-1)  # cheaper than bmm for tiny K
+    v = torch.bmm(Q, lam.unsqueeze(-1)).squeeze(-1)
     f = (lam * v).sum(-1)
     return v, f, f.unsqueeze(-1) - v > _row_slack(sd, lam, f, tol)
 
@@ -289,8 +289,11 @@ def _masked_minimisers(M: Tensor, S: Tensor) -> tuple[Tensor, Tensor]:
     """Affine minimisers on supports S ``[B, K]`` by one batched LU of the masked KKT
     matrices M ``[B, K+1, K+1]``; returns (y, solved) with y = 0 off S."""
     B, K = S.shape
-    Sb = torch.cat([S, S.new_ones(B, 1)], dim=1)
-    A = torch.where(Sb.unsqueeze(1) & Sb.unsqueeze(2), M, torch.eye(K + 1, dtype=M.dtype))
+    if bool(S.all()):
+        A = M  # every row in: nothing to mask
+    else:
+        Sb = torch.cat([S, S.new_ones(B, 1)], dim=1)
+        A = torch.where(Sb.unsqueeze(1) & Sb.unsqueeze(2), M, torch.eye(K + 1, dtype=M.dtype))
     rhs = M.new_zeros(B, K + 1, 1)
     rhs[:, K] = 1.0
     sol, info = torch.linalg.solve_ex(A, rhs)
@@ -392,7 +395,8 @@ def _solve(Q: Tensor, *, tol: float | None = None, max_iter: int | None = None
     if max_iter is None:
         max_iter = 5 * K + 20
     Q64 = Q.detach().to(torch.float64).reshape(-1, K, K)
-    Q64 = 0.5 * (Q64 + Q64.transpose(-1, -2))
+    if not torch.equal(Q64, Q64.transpose(-1, -2)):  # cheaper than always symmetrising
+        Q64 = 0.5 * (Q64 + Q64.transpose(-1, -2))
     Qn, e = normalise_gram(Q64)
     lam, iterations = _solve_normalised(Qn, tol, max_iter)
     a, b = pow2(e)

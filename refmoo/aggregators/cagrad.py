@@ -63,7 +63,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..min_norm import solve_min_norm
+# The shifted Grams below are PSD only up to the rounding of their formation, and
+# are refmoo's own: they skip solve_min_norm's input check.
+from ..min_norm import _solve
 from ._base import GramAggregator
 from ._dual_cone import project_dual_cone
 
@@ -152,7 +154,7 @@ class CAGrad(GramAggregator):
             primal[~visible] = 0.0
         idx = (visible & (s > 0)).nonzero().reshape(-1)
         if idx.numel():
-            mgda = solve_min_norm(Qn[idx])
+            mgda = _solve(Qn[idx])
             dual[idx] = mgda.weights
             lo = mgda.value.clamp_min(0.0).sqrt() / s[idx]
             stationary = mgda.value <= 100 * K * _EPS
@@ -193,7 +195,7 @@ class CAGrad(GramAggregator):
         for it in range(1, max_iter + 1):
             if it > 1:
                 k = kappa[live]
-                w = solve_min_norm(_shifted(Qn[live], b[live], n[live], k)).weights
+                w = _solve(_shifted(Qn[live], b[live], n[live], k)).weights
                 S = w > 0
                 rho = _quad(Qn[live], w).clamp_min(0.0).sqrt()
                 above = rho > k * s[live]

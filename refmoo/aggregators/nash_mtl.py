@@ -58,7 +58,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..min_norm import solve_min_norm
+from ..min_norm import _solve
 from ._base import GramAggregator
 
 
@@ -144,7 +144,7 @@ class NashMTL(GramAggregator):
         scale = torch.diagonal(Q64, dim1=-2, dim2=-1).amax(-1)
         scale = torch.where(scale > 0, scale, torch.ones_like(scale))
         Qn = Q64 / scale[:, None, None]
-        stationary = solve_min_norm(Qn).value <= self.stationary_tol
+        stationary = _solve(Qn).value <= self.stationary_tol
         Qr = Qn + (self.ridge * stationary.to(Qn.dtype))[:, None, None] * torch.eye(K)
         # Along the ray t·a, φ is minimised at t = sqrt(K / aᵀQa): start at the right scale.
         a = torch.diagonal(Qr, dim1=-2, dim2=-1).clamp_min(self.ridge).rsqrt()
