@@ -2,6 +2,13 @@
 
 These solves are slow (one conic program per bucket) and exist to check, not
 to train: tests, :mod:`refmoo.testing` and ``python -m refmoo verify`` use them.
+
+Their reach: CLARABEL stops at tolerances of about 1e-8 relative to the
+largest row (measured KKT gaps of 1e-5 relative where the exact solver's were
+1e-17), so cvxpy cannot judge a row 1e-8 times smaller than the others, nor
+anything finer than that. For rows of very different norms, and wherever an
+answer must be checked to rounding, :mod:`refmoo.exact` is the referee: a
+rational solve with no tolerance at all (small K).
 """
 
 from __future__ import annotations

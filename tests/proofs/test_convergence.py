@@ -171,4 +171,6 @@ def test_bucket_bound_does_not_control_phi():
         assert phi_p(G, S) <= 1e-12
         assert abs(phi(G) - 1 / math.sqrt(2)) < 1e-9
         theta = theta - 1.0 * bucketwise(MGDA(), G, S)  # η = 1/L with L = 1
+    # Bitwise by construction: a zero row in every singleton bucket makes the update
+    # exactly 0 at every step (see tests/proofs/test_converse.py).
     assert torch.equal(theta, torch.tensor([1.0, 0.0], dtype=torch.float64))

@@ -113,6 +113,8 @@ def test_singleton_pcgrad_is_a_sign_agreement_mask(G):
 
 def test_bucket_pcgrad_stalls_at_a_non_ps_point():
     G = torch.tensor([[1.0, 1.0], [-1.0, -2.0]], dtype=torch.float64)
+    # Bitwise by construction: small integers, every projection coefficient is a
+    # power of two or 1, so both projected rows cancel to exactly 0.
     assert torch.equal(bucketwise(PCGrad(), G, Partition.singletons(2)), torch.zeros(2,
                        dtype=torch.float64))
     d = PCGrad()(G)
