@@ -35,8 +35,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="full-vector vs bucket-level MGDA on a small model")
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(func=_demo)
-    ver = sub.add_parser("verify", help="recompute a distributed trace with the reference; "
-                         "exit 1 past the tolerance")
+    ver = sub.add_parser(
+        "verify", help="recompute a distributed trace with the reference; exit 1 past the "
+        "tolerance",
+        description="Recompute every completely traced bucket with the reference aggregator "
+        "and, where the trace carries every rank's local gradients, check that the reduced "
+        "gradient is their sum (within 2γ_W·Σ|local|). Exit status: 0 every checked bucket "
+        "passes, 1 an aggregation or a reduction fails (named: step, bucket, language, "
+        "ranks), 2 not a valid trace (format error, wrong dtype, bad layout, columns "
+        "written twice with different values). Format: simulate/TRACE_FORMAT.md.")
     ver.add_argument("trace", help="trace directory (see simulate/TRACE_FORMAT.md)")
     ver.add_argument("--rtol", type=float, default=None,
                      help="relative tolerance per bucket (default: by dtype)")

@@ -150,3 +150,23 @@ def test_columns_written_twice_names_files_columns_bucket_and_difference(tmp_pat
                  "disagree on 1 columns (6)", "bucket(s) 1 ('b')",
                  "max |difference| 5.000e-01 in grads, 0.000e+00 in output"):
         assert part in msg, (part, msg)
+
+
+def test_published_counter_hash_reproduces_pcgrad_and_graddrop():
+    """TRACE_FORMAT.md's pure-Python hash is what refmoo draws, so an engine can
+    reproduce PCGrad's orders and GradDrop's uniforms without importing refmoo."""
+    from pathlib import Path
+
+    from refmoo import GradDrop, PCGrad
+
+    text = (Path(__file__).resolve().parents[1] / "simulate" / "TRACE_FORMAT.md").read_text()
+    block = text.split("```python\nMASK = ")[1].split("```")[0]
+    ns: dict = {}
+    exec("MASK = " + block, ns)  # noqa: S102 (the documentation's own code)
+    K = 5
+    for seed in (0, 7, -3):
+        for bucket in (0, 5, 123456):
+            perms = PCGrad(seed=seed).permutations(K, torch.tensor([bucket]))[0].tolist()
+            assert perms == [ns["pcgrad_order"](seed, bucket, i, K) for i in range(K)]
+            U = GradDrop(seed=seed).uniforms(torch.tensor(bucket), torch.arange(20)).tolist()
+            assert U == [ns["graddrop_uniform"](seed, bucket, j) for j in range(20)]
