@@ -1,10 +1,11 @@
 """Distributed == reference, for every strategy × {MGDA, PCGrad, CAGrad} at W = 2 and 4.
 
-W = 2 runs in float32 and must be bitwise where DESIGN.md says gloo allows it
-(see :mod:`simulate.tolerance`); W = 4 runs in float64 against the tolerance
-derived from the summation order, which must itself be far below the size of
-the updates. The data is uneven on purpose: batch (4, 3, 1) leaves language 2
-with no data on most ranks and language 1 unevenly split.
+W = 2 runs in float32 and must be bitwise where :mod:`simulate.tolerance` says
+it holds by construction, else within the float64-shadow tolerance; W = 4 runs
+in float64 against the a-priori tolerance derived from the summation order,
+which must itself be far below the size of the updates. The data is uneven on
+purpose: batch (4, 3, 1) leaves language 2 with no data on most ranks and
+language 1 unevenly split.
 """
 
 import pytest
@@ -12,7 +13,7 @@ import torch
 
 from simulate.config import RunConfig
 from simulate.reference import reference_run
-from simulate.run import metrics, run_ranks
+from simulate.run import metrics, references, run_ranks
 from simulate.strategies import STRATEGIES
 from simulate.workload import WorkloadConfig
 
@@ -34,7 +35,8 @@ def _configs(world_size, dtype, strategies=STRATEGY_NAMES, ordered=False):
 def _launch(world_size, dtype, **kw):
     configs = _configs(world_size, dtype, **kw)
     ranks = run_ranks(configs)
-    return {(c.strategy, c.aggregator): (c, r, metrics(c, r, reference_run(c)))
+    cache = {}
+    return {(c.strategy, c.aggregator): (c, r, metrics(c, r, *references(c, cache)))
             for c, r in zip(configs, ranks, strict=True)}
 
 
@@ -66,8 +68,8 @@ def test_w2_bitwise_where_gloo_allows(w2, strategy, aggregator):
     assert m["accounting_exact"]
     if m["bitwise_expected"]:
         assert m["bitwise_equal_to_reference"], m["max_param_error_vs_reference"]
-    else:
-        assert m["max_param_error_vs_reference"] <= m["tolerance"]
+    else:  # float64 shadow: within, and at most 1% of the movement
+        assert m["check"] == "passed", (m["max_param_error_vs_reference"], m["tolerance"])
 
 
 @pytest.mark.slow
@@ -106,12 +108,17 @@ def test_uneven_data_really_is_uneven(w4):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("strategy,aggregator", [(s, a) for a in AGGREGATORS for s in ORDERED])
-def test_w4_bitwise_with_the_ordered_reduction(w4_ordered, strategy, aggregator):
-    """All-to-all + rank-order sum: the reference's summation order at W = 4,
-    so float32 results are bitwise, for the same bytes per rank."""
+def test_w4_reference_order_with_the_ordered_reduction(w4_ordered, strategy, aggregator):
+    """All-to-all + rank-order sum: the reference's summation order at W = 4, so
+    the replicated strategies are bitwise in float32 and ``bucket`` (whose owners
+    aggregate another batch of buckets, see simulate.tolerance) is within a
+    meaningful tolerance, for the same bytes per rank."""
     _, _, m = w4_ordered[(strategy, aggregator)]
-    assert m["bitwise_expected"] and m["bitwise_equal_to_reference"], \
-        m["max_param_error_vs_reference"]
+    assert m["bitwise_expected"] == (strategy != "bucket")
+    if m["bitwise_expected"]:
+        assert m["bitwise_equal_to_reference"], m["max_param_error_vs_reference"]
+    else:
+        assert m["check"] == "passed", (m["max_param_error_vs_reference"], m["tolerance"])
     assert m["accounting_exact"]
     for key in ("reduce_scatter:grad", "all_reduce:grad"):
         if key in m["bytes_sent_per_rank"]:
