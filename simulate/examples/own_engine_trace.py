@@ -7,8 +7,10 @@ Run: ``python simulate/examples/own_engine_trace.py /tmp/my-trace`` and then
 languages, bucket-level MGDA in closed form (for two gradients the min-norm
 weight is λ = clip(⟨g₂ − g₁, g₂⟩ / ‖g₁ − g₂‖², 0, 1)), buckets = parameter
 tensors, and two "ranks" that each own half of the buckets and write their own
-trace file, as the owners of a sharded engine would. Replace the marked parts
-with your engine's reduced gradients and outputs.
+trace file, as the owners of a sharded engine would, with their local
+gradients (before the reduction) so that verify checks the reduction too.
+Replace the marked parts with your engine's locals, reduced gradients and
+outputs.
 """
 
 from __future__ import annotations
@@ -46,14 +48,18 @@ def main(out: str, steps: int = 3, ranks: int = 2) -> bool:
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     for step in range(steps):
         # --- your engine: the reduced per-language gradients, flat [K, D] ---
-        rows = []
+        # Each "rank" holds half of every language's batch; its loss is its share
+        # of the global mean loss, so the reduced (summed) gradient is the global one.
+        local = [[] for _ in range(ranks)]
         for k in range(len(LANGUAGES)):
-            model.zero_grad()
             x = torch.randint(16, (8,), generator=torch.Generator().manual_seed(step * 10 + k))
             target = (x * (k + 2)) % 16
-            nn.functional.cross_entropy(model(x), target).backward()
-            rows.append(torch.cat([p.grad.reshape(-1) for p in model.parameters()]))
-        G = torch.stack(rows)
+            for r, (xr, tr) in enumerate(zip(x.chunk(ranks), target.chunk(ranks), strict=True)):
+                model.zero_grad()
+                (nn.functional.cross_entropy(model(xr), tr, reduction="sum") / len(x)).backward()
+                local[r].append(torch.cat([p.grad.reshape(-1) for p in model.parameters()]))
+        L = [torch.stack(rows) for rows in local]  # rank r's local gradients [K, D]
+        G = sum(L[1:], L[0])  # --- your engine: the reduction (all-reduce, reduce-scatter) ---
         # --- your engine: each owner aggregates its buckets and writes them ---
         direction = torch.empty(G.shape[1], dtype=G.dtype)
         for r in range(ranks):
@@ -61,7 +67,9 @@ def main(out: str, steps: int = 3, ranks: int = 2) -> bool:
                               if owner[b] == r])
             out_r = torch.cat([mgda_two(G[0, partition.indices(b)], G[1, partition.indices(b)])
                                for b in range(len(partition)) if owner[b] == r])
-            writers[r].write(step, cols, G[:, cols], out_r)
+            # The locals are optional: with them, verify also checks the reduction.
+            writers[r].write(step, cols, G[:, cols], out_r,
+                             local_columns=torch.arange(G.shape[1]), local_grads=L[r])
             direction[cols] = out_r
         # --- your engine: the update ---
         for s, p in zip(spans, model.parameters(), strict=True):
