@@ -87,13 +87,19 @@ def _config(args: argparse.Namespace, strategy: str) -> RunConfig:
 
 def _preflight(args: argparse.Namespace, configs: list[RunConfig]) -> None:
     """Everything checkable before the ranks start (ConfigError); warnings to stderr."""
+    import os
+
     from .preflight import check_out, preflight
 
+    rank0 = True
+    if under_torchrun():  # the world is torchrun's, whatever --world-size says
+        configs = [c.with_(world_size=int(os.environ["WORLD_SIZE"])) for c in configs]
+        rank0 = os.environ["RANK"] == "0"
     warnings: list[str] = []
     for cfg in configs:
         warnings += [w for w in preflight(cfg) if w not in warnings]
     check_out(args.out)
-    for w in warnings:
+    for w in warnings if rank0 else []:
         print(f"warning: {w}", file=sys.stderr)
 
 
