@@ -10,7 +10,7 @@ one read of G for the Grams, one batched solve for all buckets, and one read of
 G plus one write of the D-vector for the combination. Both passes work on views
 of G: the columns are cut into equal tiles (:func:`column_tiling`), one batched
 product covers every tile that lies in a single bucket, and the few tiles that
-straddle a bucket boundary are masked, once per bucket they touch. No bucket is
+straddle a bucket boundary are taken column by column. No bucket is
 gathered into a copy, whatever the order in which the partition lists its
 columns (reverse registration order, owner-rank slices, FSDP2 row chunks).
 
@@ -79,7 +79,9 @@ def _mixed_rows(G: Tensor, tiling: ColumnTiling, mixed: Tensor) -> Tensor:
 
 
 def _ranges(n: int, step: int) -> Iterator[slice]:
-    for lo in range(0, n, max(step, 1)):
+    """Slices of ``0..n`` of ``step`` items (at least one)."""
+    step = max(step, 1)
+    for lo in range(0, n, step):
         yield slice(lo, min(lo + step, n))
 
 
@@ -87,26 +89,29 @@ def _ranges(n: int, step: int) -> Iterator[slice]:
 
 def _accumulate_grams(G: Tensor, tiling: ColumnTiling, buckets: int, *,
                       select: Tensor | None = None, exponent: Tensor | None = None) -> Tensor:
-    r"""float64 ``[buckets, K, K]``: :math:`\sum_t X_t X_t^\top` over the tiles (and the
-    masked runs of mixed tiles) of every bucket, where :math:`X_t = G^t` in G's dtype,
-    or, with ``select`` (bool per bucket), only for the selected buckets and with
-    :math:`X_t = 2^{-e_b} G^t` in float64 (``exponent`` = e per bucket, default 0).
+    r"""float64 ``[buckets, K, K]``: :math:`\sum_t X_t X_t^\top` over the tiles of every
+    bucket plus :math:`\sum_j x_j x_j^\top` over its columns in mixed tiles, where
+    :math:`X_t = G^t` in G's dtype, or, with ``select`` (bool per bucket), only for
+    the selected buckets and with :math:`X_t = 2^{-e_b} G^t` in float64
+    (``exponent`` = e per bucket, default 0).
 
-    Per-tile Grams are summed in float64, so a bucket of T tiles adds no
-    :math:`O(T u)` accumulation error of G's dtype. Row ``buckets`` of the
-    internal buffer absorbs the mixed tiles of the batched product.
+    Per-tile Grams and per-column products are summed in float64, so a bucket of
+    T tiles adds no :math:`O(T u)` accumulation error of G's dtype. Row
+    ``buckets`` of the internal buffer absorbs mixed tiles and padding.
     """
     K = G.shape[0]
-    tile_bucket, mixed, slot, slot_bucket = tiling.on(G.device)
+    tile_bucket, mixed, mixed_bucket = tiling.on(G.device)
     Q = torch.zeros(buckets + 1, K, K, dtype=torch.float64, device=G.device)
     tiles = _tiles(G, tiling)
     target = torch.where(tile_bucket >= 0, tile_bucket, buckets)
 
     def prepare(X: Tensor, owner: Tensor) -> Tensor:
-        if select is None:
-            return X
+        """X (rows ``[n, K, c]``) in float64, scaled by 2^-e of each tile's or column's bucket."""
         X = X.to(torch.float64)
-        return X if exponent is None else _scale_by_power_of_two(X, -exponent[owner])
+        if select is None or exponent is None:
+            return X
+        e = torch.cat([exponent, exponent.new_zeros(1)])[owner]  # padding: bucket M
+        return _scale_by_power_of_two(X, -(e.view(-1, 1, 1) if e.dim() == 1 else e.unsqueeze(1)))
 
     if select is None:
         for r in _ranges(tiling.full, GRAM_SLAB_ELEMENTS // (K * K)):
@@ -121,21 +126,16 @@ def _accumulate_grams(G: Tensor, tiling: ColumnTiling, buckets: int, *,
         for r in _ranges(chosen.numel(), step):
             X = prepare(tiles[chosen[r]], target[chosen[r]])
             Q.index_add_(0, target[chosen[r]], torch.bmm(X, X.transpose(1, 2)))
-    if slot_bucket.numel():
+    if mixed_bucket.numel():
         X = _mixed_rows(G, tiling, mixed)
-        for s in range(slot_bucket.shape[1]):
-            owner = slot_bucket[:, s]
-            keep = owner >= 0
-            if select is not None:
-                keep &= select[owner.clamp(min=0)]
-            rows = keep.nonzero().reshape(-1)
-            if rows.numel() == 0:
-                continue
-            # Zero the other runs before the product (not after: 0·inf would
-            # smear one bucket's overflow into its neighbours).
-            Xs = torch.where((slot[rows] == s).unsqueeze(1), X[rows], 0)
-            Xs = prepare(Xs, owner[rows])
-            Q.index_add_(0, owner[rows], torch.bmm(Xs, Xs.transpose(1, 2)).to(torch.float64))
+        owner = mixed_bucket
+        if select is not None:
+            keep = torch.cat([select, select.new_zeros(1)])[owner]
+            owner = torch.where(keep, owner, buckets)
+        for r in _ranges(X.shape[0], GRAM_SLAB_ELEMENTS // (K * K * tiling.width)):
+            cols = prepare(X[r], owner[r]).transpose(1, 2)  # [n, c, K]
+            outer = cols.unsqueeze(-1) * cols.unsqueeze(-2)  # x_j x_jᵀ per column
+            Q.index_add_(0, owner[r].reshape(-1), outer.reshape(-1, K, K))
     return Q[:buckets]
 
 
@@ -143,20 +143,17 @@ def _combine_tiles(G: Tensor, weights: Tensor, tiling: ColumnTiling) -> Tensor:
     """The D-vector whose columns in bucket b are ``weights[b] @ G^b``, written in
     place tile by tile (one batched product over views, then the mixed tiles)."""
     c, T = tiling.width, tiling.full
-    tile_bucket, mixed, slot, slot_bucket = tiling.on(G.device)
+    tile_bucket, mixed, mixed_bucket = tiling.on(G.device)
     weights = weights.to(dtype=G.dtype, device=G.device)
     out = G.new_empty(G.shape[1])
     if T:
         per_tile = weights[tile_bucket.clamp(min=0)].unsqueeze(1)  # mixed tiles: redone below
         torch.bmm(per_tile, _tiles(G, tiling), out=out[:T * c].view(T, 1, c))
-    if slot_bucket.numel():
+    if mixed_bucket.numel():
         X = _mixed_rows(G, tiling, mixed)
-        Y = torch.zeros(X.shape[0], c, dtype=G.dtype, device=G.device)
-        for s in range(slot_bucket.shape[1]):
-            owner = slot_bucket[:, s]
-            rows = (owner >= 0).nonzero().reshape(-1)
-            part = torch.bmm(weights[owner[rows]].unsqueeze(1), X[rows]).squeeze(1)
-            Y[rows] = torch.where(slot[rows] == s, part, Y[rows])
+        padded = torch.cat([weights, weights.new_zeros(1, weights.shape[1])])
+        per_column = padded[mixed_bucket].transpose(1, 2)  # [n, K, c]: w of each column's bucket
+        Y = (per_column * X).sum(1)
         if mixed.numel():
             out[:T * c].view(T, c)[mixed] = Y[:mixed.numel()]
         if tiling.tail:
@@ -165,8 +162,11 @@ def _combine_tiles(G: Tensor, weights: Tensor, tiling: ColumnTiling) -> Tensor:
 
 
 def _scale_by_power_of_two(X: Tensor, e: Tensor) -> Tensor:
-    """``X · 2^e`` per leading index, exactly (two factors, each within range)."""
-    e = e.to(torch.float64).view(-1, *([1] * (X.dim() - 1)))
+    """``X · 2^e`` exactly (two factors, each within range); e is broadcast against X
+    (a 1-D e scales X's leading index)."""
+    e = e.to(torch.float64)
+    if e.dim() == 1:
+        e = e.view(-1, *([1] * (X.dim() - 1)))
     half = torch.trunc(e / 2)
     return X * torch.exp2(half) * torch.exp2(e - half)
 
@@ -257,8 +257,8 @@ def scaled_bucket_grams(G: Tensor, partition: Partition) -> tuple[Tensor, Tensor
 def _bucket_amax(G: Tensor, tiling: ColumnTiling, buckets: int, select: Tensor) -> Tensor:
     """float64 ``max |G^b|`` for the selected buckets (0 elsewhere; NaN/Inf propagate)."""
     K = G.shape[0]
-    tile_bucket, mixed, slot, slot_bucket = tiling.on(G.device)
-    amax = torch.zeros(buckets, dtype=torch.float64, device=G.device)
+    tile_bucket, mixed, mixed_bucket = tiling.on(G.device)
+    amax = torch.zeros(buckets + 1, dtype=torch.float64, device=G.device)  # + padding
 
     def fold(values: Tensor, owner: Tensor) -> None:
         # scatter_reduce's amax propagates NaN, so a NaN bucket cannot pass as finite.
@@ -268,15 +268,9 @@ def _bucket_amax(G: Tensor, tiling: ColumnTiling, buckets: int, select: Tensor) 
     tiles = _tiles(G, tiling)
     for r in _ranges(chosen.numel(), RESCUE_SLAB_ELEMENTS // (K * tiling.width)):
         fold(tiles[chosen[r]].abs().amax((1, 2)), tile_bucket[chosen[r]])
-    if slot_bucket.numel():
-        X = _mixed_rows(G, tiling, mixed)
-        for s in range(slot_bucket.shape[1]):
-            owner = slot_bucket[:, s]
-            rows = ((owner >= 0) & select[owner.clamp(min=0)]).nonzero().reshape(-1)
-            if rows.numel():
-                masked = torch.where((slot[rows] == s).unsqueeze(1), X[rows].abs(), 0)
-                fold(masked.amax((1, 2)), owner[rows])
-    return amax
+    if mixed_bucket.numel():
+        fold(_mixed_rows(G, tiling, mixed).abs().amax(1).reshape(-1), mixed_bucket.reshape(-1))
+    return amax[:buckets]
 
 
 # -- the entry point -----------------------------------------------------------------

@@ -192,21 +192,22 @@ def test_random_partitions_and_widths(case):
 
 @settings(max_examples=60, deadline=None)
 @given(st.integers(1, 80).flatmap(lambda D: st.tuples(partitions(D), st.integers(1, 40))))
-def test_slots_reconstruct_the_bucket_of_every_column(case):
+def test_tiles_record_the_bucket_of_every_column(case):
+    """Uniform tiles name their one bucket; mixed tiles and the tail list the bucket
+    of each column (padding: one past the last bucket); together they cover 0..D-1."""
     p, width = case
     t = column_tiling(p, width=width)
-    cols = torch.arange(p.dim)
-    tile = cols // width
-    uniform = tile < t.full
-    uniform[uniform.clone()] = t.tile_bucket[tile[uniform]] >= 0
-    assert torch.equal(t.tile_bucket[tile[uniform]], p.bucket_of[uniform])
+    body = p.bucket_of[:t.full * width].view(t.full, width)
+    uniform = t.tile_bucket >= 0
+    assert bool((body[uniform] == t.tile_bucket[uniform].unsqueeze(1)).all())
+    assert bool((body[~uniform] != body[~uniform][:, :1]).any(1).all())  # really mixed
+    assert torch.equal((~uniform).nonzero().reshape(-1), t.mixed)
     rows = torch.cat([t.mixed, torch.tensor([t.full] if t.tail else [], dtype=torch.long)])
+    assert t.mixed_bucket.shape == (rows.numel(), width)
     for i, r in enumerate(rows.tolist()):
         lo, hi = r * width, min((r + 1) * width, p.dim)
-        slots = t.slot[i, :hi - lo]
-        assert torch.equal(t.slot_bucket[i, slots], p.bucket_of[lo:hi])
-        assert bool((t.slot[i, hi - lo:] == -1).all())
-    assert uniform.sum() + sum(min(width, p.dim - r * width) for r in rows.tolist()) == p.dim
+        assert torch.equal(t.mixed_bucket[i, :hi - lo], p.bucket_of[lo:hi])
+        assert bool((t.mixed_bucket[i, hi - lo:] == len(p)).all())
 
 
 def test_equal_chunks_are_tiled_one_bucket_per_tile():
@@ -318,21 +319,24 @@ def test_extreme_buckets_equal_their_rescaled_result(dtype, width):
     use_width(p, None)
 
 
+@pytest.mark.parametrize("width", (None, 4))  # 4: the whole matrix is one padded tail
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_issue_examples_at_extreme_scales(dtype):
+def test_issue_examples_at_extreme_scales(dtype, width):
     """Issue 8 §2: s·[[1,1],[-1,-2]] is not stationary at any scale s: Q = s²[[2,-3],[-3,5]],
     λ* = (8, 5)/13, and the update is s·(3, -2)/13 (at 1e-23 in float32 it was g₁)."""
     base = torch.tensor([[1.0, 1.0], [-1.0, -2.0]], dtype=torch.float64)
     expected = torch.tensor([3.0, -2.0], dtype=torch.float64) / 13
     for s in ((1e-170, 1e154, 1e-300) if dtype == torch.float64 else (1e-23, 1e-30, 1e18)):
-        out = bucketwise(MGDA(), (s * base).to(dtype), Partition.single(2))
+        out = bucketwise(MGDA(), (s * base).to(dtype), use_width(Partition.single(2), width))
         torch.testing.assert_close(out.double() / s, expected, rtol=1e-5, atol=1e-6)
 
 
-def test_zero_and_subnormal_buckets():
-    p = Partition.from_sizes([3, 3, 3])
+@pytest.mark.parametrize("width", (None, 4))  # 4: every bucket in a mixed tile or the tail
+def test_zero_and_subnormal_buckets(width):
+    p = use_width(Partition.from_sizes([3, 3, 3]), width)
     G = torch.zeros(2, 9, dtype=torch.float64)
-    subnormal = torch.tensor([[1.0, 2.0, 0.0], [0.0, -1.0, 1.0]], dtype=torch.float64) * 7 * 2.0 ** -1074
+    subnormal = torch.tensor([[1.0, 2.0, 0.0], [0.0, -1.0, 1.0]], dtype=torch.float64)
+    subnormal *= 7 * 2.0 ** -1074
     G[:, 3:6] = subnormal
     assert bool((subnormal != 0).any())
     G[:, 6:] = torch.tensor([[1.0, 0.0, 1.0], [2.0, 1.0, 0.0]])

@@ -229,18 +229,16 @@ class Partition:
 # matrix products are what BLAS does fastest on CPU (one K×D GEMM runs near one
 # core's dot-product speed; a batch of K×c tiles runs on every core), so the
 # columns are cut into equal tiles of ``width`` columns, each a view, and one
-# batched product covers them all. Tiles straddling a run boundary ("mixed") are
-# handled by masking, one pass per run they hold.
+# batched product covers them all. The few tiles straddling a run boundary
+# ("mixed") are handled column by column (per-column outer products and weights).
 
 # Cost model for choosing the width, in units of "one column of G read once":
 # a batched tile costs a fixed overhead of about TILE_OVERHEAD columns (measured
 # on 2 x86 cores: bmm over [T, 4, c] tiles runs at 24-29 ms per 35.6M columns
-# for c >= 256 and 4x slower at c = 64); a mixed tile costs MASK_COST per column
-# per slot (gather, mask, two products); every slot is one more round of Python
-# calls, SLOT_OVERHEAD columns' worth.
+# for c >= 256 and 4x slower at c = 64); a column of a mixed tile costs MIXED_COST
+# (a gather and K² float64 outer products, for K around 4).
 TILE_OVERHEAD = 100
-MASK_COST = 4
-SLOT_OVERHEAD = 90_000
+MIXED_COST = 16
 MAX_WIDTH = 16_384
 
 
@@ -250,10 +248,9 @@ class ColumnTiling:
     - Tile t covers columns ``[t·width, (t+1)·width)``. ``tile_bucket[t]`` is its
       bucket when the whole tile lies in one bucket, else -1 (a *mixed* tile).
     - The last ``tail = D mod width`` columns form a padded pseudo-tile.
-    - ``mixed`` lists the mixed full tiles; rows of ``slot``/``slot_bucket`` are
-      those tiles followed by the tail pseudo-tile (if ``tail > 0``).
-      ``slot[i, j]`` numbers the runs of one bucket inside row i (``-1`` on
-      padding) and ``slot_bucket[i, s]`` is the bucket of run s (``-1``: none).
+    - ``mixed`` lists the mixed full tiles; ``mixed_bucket`` ``[n, width]`` is the
+      bucket of every column of those tiles followed by the tail pseudo-tile (if
+      ``tail > 0``), with ``buckets`` (one past the last bucket) on its padding.
     - ``identity``: tile t is bucket t for every t and nothing is mixed (equal
       contiguous chunks of exactly ``width``), so per-tile results are per-bucket.
     - ``runs``: ``[R, 3]`` rows ``(start, stop, bucket)`` of the maximal runs of
@@ -261,7 +258,7 @@ class ColumnTiling:
     - ``bucket_sizes``: columns per bucket (float64, for scale thresholds).
     """
 
-    __slots__ = ("width", "full", "tail", "tile_bucket", "mixed", "slot", "slot_bucket",
+    __slots__ = ("width", "full", "tail", "tile_bucket", "mixed", "mixed_bucket",
                  "identity", "runs", "bucket_sizes", "_devices")
 
     def __init__(self, bucket_of: Tensor, runs: Tensor, width: int, buckets: int) -> None:
@@ -283,42 +280,25 @@ class ColumnTiling:
         self.mixed = (~uniform).nonzero().reshape(-1)
         rows = body[self.mixed]
         if self.tail:
-            pad = torch.full((1, width), -1, dtype=torch.long)
+            pad = torch.full((1, width), buckets, dtype=torch.long)
             pad[0, :self.tail] = bucket_of[self.full * width:]
             rows = torch.cat([rows, pad])
-        self.slot, self.slot_bucket = _slots(rows)
+        self.mixed_bucket = rows
         self.identity = (self.full == buckets and self.tail == 0 and self.mixed.numel() == 0
                          and bool(torch.equal(self.tile_bucket, torch.arange(buckets))))
         self._devices: dict[torch.device, tuple[Tensor, ...]] = {}
 
-    def on(self, device: torch.device) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """``(tile_bucket, mixed, slot, slot_bucket)`` on ``device`` (copied once)."""
+    def on(self, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+        """``(tile_bucket, mixed, mixed_bucket)`` on ``device`` (copied once)."""
         device = torch.device(device)
         if device not in self._devices:
             self._devices[device] = tuple(t.to(device) for t in (
-                self.tile_bucket, self.mixed, self.slot, self.slot_bucket))
+                self.tile_bucket, self.mixed, self.mixed_bucket))
         return self._devices[device]
 
     def __repr__(self) -> str:
         return (f"ColumnTiling(width={self.width}, full={self.full}, tail={self.tail}, "
-                f"mixed={self.mixed.numel()}, slots={self.slot_bucket.shape[1]})")
-
-
-def _slots(rows: Tensor) -> tuple[Tensor, Tensor]:
-    """Number the runs of equal bucket ids along each row (``-1`` entries are padding)."""
-    n, width = rows.shape
-    if n == 0:
-        return rows.new_empty(0, width), rows.new_empty(0, 0)
-    change = torch.zeros_like(rows)
-    change[:, 1:] = (rows[:, 1:] != rows[:, :-1]).long()
-    slot = torch.cumsum(change, 1)
-    slot = torch.where(rows >= 0, slot, torch.full_like(slot, -1))
-    count = int(slot.max()) + 1
-    slot_bucket = torch.full((n, count), -1, dtype=torch.long)
-    valid = slot >= 0
-    row_of = torch.arange(n).unsqueeze(1).expand(n, width)
-    slot_bucket[row_of[valid], slot[valid]] = rows[valid]
-    return slot, slot_bucket
+                f"mixed={self.mixed_bucket.shape[0]})")
 
 
 def column_runs(bucket_of: Tensor) -> Tensor:
@@ -353,14 +333,11 @@ def tiling_cost(starts: Tensor, dim: int, width: int) -> float:
     full = dim // width
     inner = starts[starts % width != 0] // width
     inner = torch.where(inner < full, inner, torch.full_like(inner, full))
-    per_tile = torch.bincount(inner, minlength=full + 1) + 1
     mixed = torch.zeros(full + 1, dtype=torch.bool)
     mixed[inner] = True
     if dim % width:
         mixed[full] = True
-    slots = int(per_tile[mixed].max()) if bool(mixed.any()) else 0
-    masked = int(per_tile[mixed].sum()) * width
-    return dim + TILE_OVERHEAD * full + MASK_COST * masked + SLOT_OVERHEAD * slots
+    return dim + TILE_OVERHEAD * full + MIXED_COST * int(mixed.sum()) * width
 
 
 def choose_width(runs: Tensor, dim: int) -> int:
