@@ -115,8 +115,51 @@ def _violated(Q: Tensor, sd: Tensor, lam: Tensor, tol: float) -> tuple[Tensor, T
     return v, f, f.unsqueeze(-1) - v > _row_slack(sd, lam, f, tol)
 
 
+class _Equilibrated:
+    r"""The KKT system of the affine minimiser, scaled so that LU cannot mix row scales.
+
+    With :math:`r_k = 1/\sqrt{Q_{kk}}` (1 for a zero row), λ = r·μ and
+    :math:`C = RQR` (unit diagonal), the system :math:`Q_{SS}\lambda + t\mathbf 1 = 0`,
+    :math:`\mathbf 1^\top\lambda = 1` becomes :math:`C_{SS}\mu + t' b_S = 0`,
+    :math:`b_S^\top\mu = \beta`, with border :math:`b = \beta r`, β = 1/max r. Every
+    entry is then at most 1 in magnitude, and partial pivoting no longer takes the
+    border as pivot against the entries of a row 1e-10 times smaller than the
+    others (on the raw system that elimination wipes out the small rows' digits,
+    and the weights it returns can be worse than the smallest row alone).
+    """
+
+    def __init__(self, Qn: Tensor) -> None:
+        B, K = Qn.shape[0], Qn.shape[-1]
+        sd = torch.diagonal(Qn, dim1=-2, dim2=-1).clamp_min(0.0).sqrt()
+        self.r = torch.where(sd > 0, 1.0 / torch.where(sd > 0, sd, 1.0), 1.0)
+        self.beta = 1.0 / self.r.amax(-1)
+        E = Qn.new_zeros(B, K + 1, K + 1)
+        E[:, :K, :K] = (self.r.unsqueeze(-1) * Qn) * self.r.unsqueeze(-2)
+        b = self.r * self.beta.unsqueeze(-1)
+        E[:, :K, K] = b
+        E[:, K, :K] = b
+        self.E = E
+
+    def keep(self, mask: Tensor) -> None:
+        self.E, self.r, self.beta = self.E[mask], self.r[mask], self.beta[mask]
+
+    def solve(self, S: Tensor) -> tuple[Tensor, Tensor]:
+        """(λ, info) for supports S: one batched LU, rows outside S made identity rows."""
+        B, K = S.shape
+        if bool(S.all()):
+            A = self.E  # every row in: nothing to mask
+        else:
+            Sb = torch.cat([S, S.new_ones(B, 1)], dim=1)
+            A = torch.where(Sb.unsqueeze(1) & Sb.unsqueeze(2), self.E,
+                            torch.eye(K + 1, dtype=self.E.dtype))
+        rhs = self.E.new_zeros(B, K + 1, 1)
+        rhs[:, K, 0] = self.beta
+        sol, info = torch.linalg.solve_ex(A, rhs)
+        return sol[:, :K, 0] * self.r * S, info
+
+
 class _SolvedCorral:
-    """Affine minimisers by a fresh batched LU solve of the masked KKT system.
+    """Affine minimisers by a fresh batched LU solve of the equilibrated KKT system.
 
     Rows outside the corral are replaced by identity rows so that one solve of
     fixed size handles corrals of every size. Robust; used as the fallback.
@@ -125,12 +168,13 @@ class _SolvedCorral:
     loop never gathers or scatters per-problem state.
     """
 
-    def __init__(self, M: Tensor, S: Tensor) -> None:
-        self.M, self.S = M, S.clone()
+    def __init__(self, Qn: Tensor, S: Tensor) -> None:
+        self.system, self.S = _Equilibrated(Qn), S.clone()
         self.unstable = torch.zeros(S.shape[0], dtype=torch.bool)
 
     def keep(self, mask: Tensor) -> None:
-        self.M, self.S, self.unstable = self.M[mask], self.S[mask], self.unstable[mask]
+        self.system.keep(mask)
+        self.S, self.unstable = self.S[mask], self.unstable[mask]
 
     def add(self, mask: Tensor, j: Tensor) -> None:
         self.S |= mask.unsqueeze(-1) & _one_hot(j, self.S.shape[1])
@@ -139,19 +183,21 @@ class _SolvedCorral:
         self.S &= ~(mask.unsqueeze(-1) & _one_hot(i, self.S.shape[1]))
 
     def minimisers(self) -> Tensor:
-        B, K = self.S.shape
-        Sb = torch.cat([self.S, self.S.new_ones(B, 1)], dim=1)
-        eye = torch.eye(K + 1, dtype=self.M.dtype)
-        A = torch.where(Sb.unsqueeze(1) & Sb.unsqueeze(2), self.M, eye)
-        rhs = self.M.new_zeros(B, K + 1, 1)
-        rhs[:, K] = 1.0
-        sol, info = torch.linalg.solve_ex(A, rhs)
+        lam, info = self.system.solve(self.S)
         singular = info != 0
         if bool(singular.any()):
             # Affinely dependent corral (duplicate rows): the least-squares
             # solution of the consistent KKT system still minimises on the face.
-            sol[singular] = torch.linalg.pinv(A[singular]) @ rhs[singular]
-        return sol[:, :K, 0] * self.S
+            sys = self.system
+            B, K = self.S.shape
+            Sb = torch.cat([self.S, self.S.new_ones(B, 1)], dim=1)[singular]
+            A = torch.where(Sb.unsqueeze(1) & Sb.unsqueeze(2), sys.E[singular],
+                            torch.eye(K + 1, dtype=sys.E.dtype))
+            rhs = sys.E.new_zeros(A.shape[0], K + 1, 1)
+            rhs[:, K, 0] = sys.beta[singular]
+            mu = (torch.linalg.pinv(A) @ rhs)[:, :K, 0]
+            lam[singular] = mu * sys.r[singular] * self.S[singular]
+        return lam
 
 
 def _one_hot(index: Tensor, size: int) -> Tensor:
@@ -168,7 +214,8 @@ class _InverseCorral:
     by :class:`_SolvedCorral`.
     """
 
-    def __init__(self, M: Tensor, S: Tensor) -> None:
+    def __init__(self, Qn: Tensor, S: Tensor) -> None:
+        M = _bordered(Qn)
         B, K1 = M.shape[0], M.shape[-1]
         K = K1 - 1
         rows = torch.arange(B)
@@ -235,7 +282,7 @@ def _wolfe(Qn: Tensor, corral_type, tol: float, max_iter: int) -> tuple[Tensor, 
     # compacted only once most of them have finished, since every compaction
     # gathers all per-problem state.
     live, Q, sd, lam = torch.arange(B), Qn, sd_all, lam_all.clone()
-    corral = corral_type(_bordered(Qn), lam > 0)
+    corral = corral_type(Qn, lam > 0)
     major = torch.ones(B, dtype=torch.bool)
     active = torch.ones(B, dtype=torch.bool)
     iterations = 0
@@ -285,21 +332,6 @@ def _wolfe(Qn: Tensor, corral_type, tol: float, max_iter: int) -> tuple[Tensor, 
     return lam_all, unstable_all, iterations
 
 
-def _masked_minimisers(M: Tensor, S: Tensor) -> tuple[Tensor, Tensor]:
-    """Affine minimisers on supports S ``[B, K]`` by one batched LU of the masked KKT
-    matrices M ``[B, K+1, K+1]``; returns (y, solved) with y = 0 off S."""
-    B, K = S.shape
-    if bool(S.all()):
-        A = M  # every row in: nothing to mask
-    else:
-        Sb = torch.cat([S, S.new_ones(B, 1)], dim=1)
-        A = torch.where(Sb.unsqueeze(1) & Sb.unsqueeze(2), M, torch.eye(K + 1, dtype=M.dtype))
-    rhs = M.new_zeros(B, K + 1, 1)
-    rhs[:, K] = 1.0
-    sol, info = torch.linalg.solve_ex(A, rhs)
-    return sol[:, :K, 0] * S, info == 0
-
-
 def _active_set_solutions(Qn: Tensor, tol: float, rounds: int) -> tuple[Tensor, Tensor]:
     """Guess every problem's support, a few batched solves for all of them at once.
 
@@ -317,14 +349,15 @@ def _active_set_solutions(Qn: Tensor, tol: float, rounds: int) -> tuple[Tensor, 
     lam = Qn.new_zeros(B, K)
     solved = torch.zeros(B, dtype=torch.bool)
     sd_all = torch.diagonal(Qn, dim1=-2, dim2=-1).clamp_min(0.0).sqrt()
-    M_all = _bordered(Qn)
-    live, M, Q, sd = torch.arange(B), M_all, Qn, sd_all
+    system = _Equilibrated(Qn)
+    live, Q, sd = torch.arange(B), Qn, sd_all
     S = torch.ones(B, K, dtype=torch.bool)
     for _ in range(rounds + 1):
-        y, ok = _masked_minimisers(M, S)
+        y, info = system.solve(S)
+        ok = info == 0
         positive = torch.where(S, y, torch.ones_like(y)).amin(-1) > 0
         v, f, violated = _violated(Q, sd, y, tol)
-        done = ok & positive & ~violated.any(-1) & torch.isfinite(f)
+        done = ok & positive & ~violated.any(-1) & _no_worse_than_a_vertex(Q, sd, y, f)
         lam[live[done]] = y[done]
         solved[live[done]] = True
         # Unsolvable (singular) supports are Wolfe's: it keeps corrals affinely independent.
@@ -335,13 +368,36 @@ def _active_set_solutions(Qn: Tensor, tol: float, rounds: int) -> tuple[Tensor, 
                             torch.full_like(v, -torch.inf))
         add = _one_hot(score.argmax(-1), K) & positive.unsqueeze(-1)
         S = torch.where(positive.unsqueeze(-1), S | add, S & (y > 0))
-        live, M, Q, sd, S = (t[keep] for t in (live, M, Q, sd, S))
+        live, Q, sd, S = (t[keep] for t in (live, Q, sd, S))
+        system.keep(keep)
     return lam, solved
+
+
+def _upper_bound(sd: Tensor, lam: Tensor, f: Tensor) -> Tensor:
+    """What the true λᵀQλ can be at most: f plus its rounding 4Kε·s², s = Σλ_i√Q_ii."""
+    s = (lam * sd).sum(-1)
+    return f + (_ROUNDING * lam.shape[-1] * _EPS) * s * s
+
+
+def _no_worse_than_a_vertex(Qn: Tensor, sd: Tensor, lam: Tensor, f: Tensor) -> Tensor:
+    """λ is provably no worse than the best vertex: upper bound of f ≤ min_k Q_kk (+ its
+    rounding).
+
+    The per-row test admits the rounding of f − v_j at the scale s of the rows λ
+    uses, so weights that reach a small update through a large cancellation (s
+    big, f tiny) can pass it far from the optimum, e.g. cancel two rows of norm 10
+    to 1e-15 where a row of norm 1e-10 alone reaches 1e-20. A vertex (one row,
+    nothing cancels) is known to rounding, and the optimum is never above it.
+    """
+    K = Qn.shape[-1]
+    vertex = torch.diagonal(Qn, dim1=-2, dim2=-1).amin(-1)
+    return _upper_bound(sd, lam, f) <= vertex * (1 + 2 * _ROUNDING * K * _EPS)
 
 
 def _certified(Qn: Tensor, lam: Tensor, tol: float) -> Tensor:
     sd = torch.diagonal(Qn, dim1=-2, dim2=-1).clamp_min(0.0).sqrt()
-    return ~_violated(Qn, sd, lam, tol)[2].any(-1)
+    _, f, violated = _violated(Qn, sd, lam, tol)
+    return ~violated.any(-1) & _no_worse_than_a_vertex(Qn, sd, lam, f)
 
 
 def _solve_normalised(Qn: Tensor, tol: float, max_iter: int) -> tuple[Tensor, int]:
@@ -355,8 +411,14 @@ def _solve_normalised(Qn: Tensor, tol: float, max_iter: int) -> tuple[Tensor, in
         redo |= ~_certified(Qn[rest], lam[rest], tol)
         if bool(redo.any()):
             idx = rest.nonzero().squeeze(-1)[redo]
-            lam[idx], _, extra = _wolfe(Qn[idx], _SolvedCorral, tol, max_iter)
+            again, _, extra = _wolfe(Qn[idx], _SolvedCorral, tol, max_iter)
             iterations += extra
+            # Keep whichever answer is provably smaller (usually the fresh one).
+            Qi = Qn[idx]
+            sd = torch.diagonal(Qi, dim1=-2, dim2=-1).clamp_min(0.0).sqrt()
+            bounds = [_upper_bound(sd, w, (w * torch.bmm(Qi, w.unsqueeze(-1)).squeeze(-1)).sum(-1))
+                      for w in (lam[idx], again)]
+            lam[idx] = torch.where((bounds[1] <= bounds[0]).unsqueeze(-1), again, lam[idx])
     lam = lam.clamp_min(0.0)
     return lam / lam.sum(-1, keepdim=True), iterations
 

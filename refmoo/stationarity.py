@@ -55,6 +55,7 @@ class ParetoCertificate:
     """Outcome of :func:`pareto_stationarity`."""
 
     stationary: bool
+    """False only with a verified strict descent direction (see the module docstring)."""
     weights: Tensor
     """λ ∈ Δ_K minimising ‖Gᵀλ‖."""
     residual: Tensor
@@ -64,7 +65,8 @@ class ParetoCertificate:
     direction: Tensor | None
     """When not stationary: d = −Gᵀλ, a common descent direction."""
     margin: Tensor | None
-    """When not stationary: −max_k ⟨g_k, d⟩ > 0."""
+    """When not stationary: −max_k ⟨g_k, d⟩ > 0 (≥ φ², up to the solver's tolerance;
+    rounded, with a warning, where float64 cannot hold it)."""
 
     @property
     def measure(self) -> Tensor:
@@ -84,7 +86,8 @@ class RefinedParetoCertificate:
     bucket_thresholds: Tensor
     """atol + tol·max_k‖g_k^b‖ per bucket."""
     bucket_stationary: Tensor
-    """Verdict per bucket (bool ``[M]``)."""
+    """Verdict per bucket (bool ``[M]``); False only where the bucket's direction is a
+    verified strict descent direction for every row of the bucket."""
     measure: Tensor
     """φ_P(G) = sqrt(Σ_b φ(G^b)²)."""
     direction: Tensor | None
