@@ -149,9 +149,11 @@ class _Equilibrated:
         if bool(S.all()):
             A = self.E  # every row in: nothing to mask
         else:
-            Sb = torch.cat([S, S.new_ones(B, 1)], dim=1)
-            A = torch.where(Sb.unsqueeze(1) & Sb.unsqueeze(2), self.E,
-                            torch.eye(K + 1, dtype=self.E.dtype))
+            # E·(ssᵀ) + diag(1 − s): the masked rows become identity rows. Two products
+            # and a diagonal update cost less than a where() over [B, K+1, K+1].
+            sf = torch.cat([S, S.new_ones(B, 1)], dim=1).to(self.E.dtype)
+            A = self.E * (sf.unsqueeze(1) * sf.unsqueeze(2))
+            torch.diagonal(A, dim1=-2, dim2=-1).add_(1.0 - sf)
         rhs = self.E.new_zeros(B, K + 1, 1)
         rhs[:, K, 0] = self.beta
         sol, info = torch.linalg.solve_ex(A, rhs)
@@ -352,24 +354,30 @@ def _active_set_solutions(Qn: Tensor, tol: float, rounds: int) -> tuple[Tensor, 
     system = _Equilibrated(Qn)
     live, Q, sd = torch.arange(B), Qn, sd_all
     S = torch.ones(B, K, dtype=torch.bool)
+    active = torch.ones(B, dtype=torch.bool)
     for _ in range(rounds + 1):
         y, info = system.solve(S)
-        ok = info == 0
         positive = torch.where(S, y, torch.ones_like(y)).amin(-1) > 0
         v, f, violated = _violated(Q, sd, y, tol)
-        done = ok & positive & ~violated.any(-1) & _no_worse_than_a_vertex(Q, sd, y, f)
+        done = active & (info == 0) & positive & ~violated.any(-1) & \
+            _no_worse_than_a_vertex(Q, sd, y, f)
         lam[live[done]] = y[done]
         solved[live[done]] = True
         # Unsolvable (singular) supports are Wolfe's: it keeps corrals affinely independent.
-        keep = ok & ~done
-        if not bool(keep.any()):
+        active &= (info == 0) & ~done
+        n_active = int(active.sum())
+        if n_active == 0:
             break
         score = torch.where(violated & ~S, (f.unsqueeze(-1) - v) / sd.clamp_min(1e-300),
                             torch.full_like(v, -torch.inf))
         add = _one_hot(score.argmax(-1), K) & positive.unsqueeze(-1)
         S = torch.where(positive.unsqueeze(-1), S | add, S & (y > 0))
-        live, Q, sd, S = (t[keep] for t in (live, Q, sd, S))
-        system.keep(keep)
+        # Compacting gathers every per-problem array: worth it only once many are done
+        # (after the full-support round, usually few are on aligned gradients).
+        if 2 * n_active < live.numel():
+            live, Q, sd, S = (t[active] for t in (live, Q, sd, S))
+            system.keep(active)
+            active = torch.ones(n_active, dtype=torch.bool)
     return lam, solved
 
 
