@@ -42,15 +42,16 @@ def test_defaults_every_strategy_meaningful_and_within_tolerance(world_size):
 @pytest.fixture(scope="module")
 def controls():
     """The same small run, right and with two deliberate bugs, at W = 2: ``full-gram``
-    (float64-shadow tolerance) and ``bucket`` (bitwise)."""
-    cases = [(s, b) for s in ("full-gram", "bucket") for b in (None, "no-update", "extra-1/W")]
+    (float64-shadow tolerance) and ``bucket-replicated`` (bitwise)."""
+    cases = [(s, b) for s in ("full-gram", "bucket-replicated")
+             for b in (None, "no-update", "extra-1/W")]
     configs = [RunConfig(strategy=s, partition="chunks:60", world_size=2, steps=2,
                          workload=TINY, bug=b) for s, b in cases]
     return dict(zip(cases, run_many(configs), strict=True))
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("strategy", ["full-gram", "bucket"])
+@pytest.mark.parametrize("strategy", ["full-gram", "bucket-replicated"])
 def test_correct_run_passes_a_meaningful_check(controls, strategy):
     m = controls[(strategy, None)]
     assert m["check"] == "passed" and m["tolerance_meaningful"]
@@ -58,7 +59,7 @@ def test_correct_run_passes_a_meaningful_check(controls, strategy):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("strategy", ["full-gram", "bucket"])
+@pytest.mark.parametrize("strategy", ["full-gram", "bucket-replicated"])
 @pytest.mark.parametrize("bug", ["no-update", "extra-1/W"])
 def test_deliberately_wrong_update_fails(controls, strategy, bug):
     m, ok = controls[(strategy, bug)], controls[(strategy, None)]
@@ -84,15 +85,15 @@ def test_compare_exits_1_when_any_run_fails_its_check(tmp_path, capsys, monkeypa
 
     def with_bug(args, strategy):
         cfg = config(args, strategy)
-        return cfg.with_(bug="no-update") if strategy == "bucket" else cfg
+        return cfg.with_(bug="no-update") if strategy == "bucket-replicated" else cfg
 
     monkeypatch.setattr(cli, "_config", with_bug)
     rc = cli.main(["compare", "--world-size", "2", "--partition", "chunks:60",
                    "--out", str(tmp_path), *SMALL])
     assert rc == cli.EXIT_FAILED == 1
     out = capsys.readouterr().out
-    assert "bucket: check: NOT bitwise equal" in out
-    assert "bucket-replicated: check" not in out  # only the failing run is named
+    assert "bucket-replicated: check: NOT bitwise equal" in out
+    assert "\nbucket: check" not in out  # only the failing run is named
 
 
 def _no_spawn(*args, **kwargs):
