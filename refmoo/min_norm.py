@@ -154,8 +154,9 @@ class _Equilibrated:
         else:
             # E·(ssᵀ) + diag(1 − s): the masked rows become identity rows. Two products
             # and a diagonal update cost less than a where() over [B, K+1, K+1].
-            sf = torch.cat([S, S.new_ones(B, 1)], dim=1).to(self.E.dtype)
-            A = self.E * (sf.unsqueeze(1) * sf.unsqueeze(2))
+            sf = torch.nn.functional.pad(S.to(self.E.dtype), (0, 1), value=1.0)
+            A = torch.empty_like(self.E)
+            torch.mul(self.E, sf.unsqueeze(1), out=A).mul_(sf.unsqueeze(2))
             torch.diagonal(A, dim1=-2, dim2=-1).add_(1.0 - sf)
         rhs = self.E.new_zeros(B, K + 1, 1)
         rhs[:, K, 0] = self.beta
