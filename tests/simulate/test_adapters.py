@@ -1,7 +1,14 @@
 """The adapters inside the real engines, on gloo, against the single-process reference.
 
-W = 2 (float32) must be bitwise, for MGDA, PCGrad and CAGrad; W = 4 (float64)
-must be within the summation-order tolerance of :mod:`simulate.tolerance`.
+Not bitwise by construction: gloo's W = 2 reduction is a + b, but each rank
+aggregates only the partition buckets of one DDP bucket (FSDP2: of its shard),
+and ``refmoo.bucketwise`` tiles the columns it is given together, so a bucket's
+Gram is summed in another grouping than inside the whole partition. The check
+is therefore the a-priori bound of :mod:`simulate.tolerance` for a reduction
+and a Gram summed in another order (the ``full-gram`` terms), in float64, where
+that bound is far below how far the parameters move (asserted). The float32
+W = 2 path of the DDP adapter is checked bitwise against ``--engine single`` in
+tests/finetune/test_train_distributed.py, where both aggregate the same buckets.
 """
 
 import pytest
@@ -10,11 +17,11 @@ import torch
 from simulate.config import RunConfig
 from simulate.launch import spawn
 from simulate.reference import reference_run
-from simulate.tolerance import tolerance
+from simulate.tolerance import meaningful, tolerance
 from simulate.workload import WorkloadConfig
 
 AGGREGATORS = ("mgda", "pcgrad", "cagrad")
-CASES = [(2, "float32", AGGREGATORS), (4, "float64", ("pcgrad", "cagrad"))]
+CASES = [(2, "float64", AGGREGATORS), (4, "float64", ("pcgrad", "cagrad"))]
 
 
 def _configs(strategy, partition, world_size, dtype, aggregators):
@@ -27,13 +34,12 @@ def _configs(strategy, partition, world_size, dtype, aggregators):
 def _check(cfg, params):
     ref = reference_run(cfg)
     err = float((params - ref.params).abs().max())
-    if cfg.world_size == 2:
-        assert torch.equal(params, ref.params), (cfg.aggregator, err)
-        return
-    tol = tolerance(cfg.strategy, world_size=cfg.world_size, languages=3,
+    # "full-gram": the reduction plus a Gram summed over up to D columns in another order.
+    tol = tolerance("full-gram", world_size=cfg.world_size, languages=3,
                     dim=params.numel(), steps=cfg.steps, lr=cfg.lr, momentum=cfg.momentum,
                     optimizer=cfg.optimizer, dtype=params.dtype,
                     input_magnitude=ref.input_magnitude, param_magnitude=ref.param_magnitude)
+    assert meaningful(tol, ref.movement), (cfg.aggregator, tol, ref.movement)
     assert err <= tol, (cfg.aggregator, err, tol)
 
 
