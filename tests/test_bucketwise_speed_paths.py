@@ -56,12 +56,15 @@ def assert_grams_match(G, p, Q):
 
 def assert_combine_matches(G, W, p, out):
     """Bucket b of the result is W_b @ G^b: a K-term sum in G's dtype, weights rounded
-    to it first, so |error| ≤ γ_K·|W_b||G^b| against those rounded weights."""
+    to it first, so |error| ≤ γ_K·|W_b||G^b| against those rounded weights; the float64
+    product it is compared with rounds too (γ_K of float64: both sides round when G is
+    float64)."""
     K = G.shape[0]
     Wd = W.to(G.dtype).double()
     for b, idx in enumerate(p):
         exact = Wd[b] @ G.double()[:, idx]
-        bound = gamma(K, G.dtype) * (Wd[b].abs() @ G.double()[:, idx].abs())
+        bound = (gamma(K, G.dtype) + gamma(K, torch.float64)) * (
+            Wd[b].abs() @ G.double()[:, idx].abs())
         assert bool(((out[idx].double() - exact).abs() <= bound).all()), b
 
 

@@ -12,7 +12,6 @@ tests/finetune/test_train_distributed.py, where both aggregate the same buckets.
 """
 
 import pytest
-import torch
 
 from simulate.config import RunConfig
 from simulate.launch import spawn
