@@ -27,7 +27,7 @@ def loss_curves(curves: Mapping[str, dict], path: Path) -> Path:
     fig, axes = plt.subplots(rows, columns, figsize=(4 * columns, 3 * rows), squeeze=False)
     for ax, language in zip(axes.flat, languages, strict=False):
         for method, series in curves.items():
-            ax.plot(series["steps"], _nan(series["loss"].get(language, [])), label=method)
+            ax.plot(*_logged(series["steps"], series["loss"].get(language, [])), label=method)
         ax.set_title(f"training loss, {language}", fontsize="medium")
         ax.set_xlabel("step")
     for ax in list(axes.flat)[len(languages):]:
@@ -79,7 +79,7 @@ def conflict(curves: Mapping[str, dict], path: Path) -> Path | None:
     fig, axes = plt.subplots(1, len(logged), figsize=(4.5 * len(logged), 3.4), squeeze=False)
     for ax, (method, series) in zip(axes.flat, logged.items(), strict=True):
         for layer, fractions in series["conflict"].items():
-            ax.plot(series["steps"], _nan(fractions), label=layer)
+            ax.plot(*_logged(series["steps"], fractions), marker=".", label=layer)
         ax.set_title(f"{method}: buckets in conflict", fontsize="medium")
         ax.set_xlabel("step")
         ax.set_ylim(-0.02, 1.02)
@@ -96,9 +96,9 @@ def stationarity(curves: Mapping[str, dict], path: Path) -> Path | None:
     for ax, key, title in ((axes[0], "phi", "φ(G): full vector"),
                            (axes[1], "phi_p", "φ_P(G): the run's partition")):
         for method, series in curves.items():
-            values = _nan(series[key])
-            if np.isfinite(values).any():
-                ax.plot(series["steps"], values, label=method)
+            steps, values = _logged(series["steps"], series[key])
+            if len(values):
+                ax.plot(steps, values, marker=".", label=method)
         ax.set_yscale("log")
         ax.set_title(title, fontsize="medium")
         ax.set_xlabel("step")
@@ -128,6 +128,14 @@ def cost(results: dict, path: Path) -> Path:
     for ax in (left, right):
         ax.tick_params(axis="x", labelrotation=20)
     return _save(fig, path)
+
+
+def _logged(steps, values) -> tuple[np.ndarray, np.ndarray]:
+    """The steps that logged a value, and the values: diagnostics run every few steps,
+    and a line through NaN gaps would draw nothing at all."""
+    steps, values = np.asarray(steps, dtype=float), _nan(values)
+    logged = np.isfinite(values)
+    return steps[logged], values[logged]
 
 
 def _nan(values) -> np.ndarray:
