@@ -109,7 +109,7 @@ def test_resume_after_sigkill_is_bitwise(tiny, tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + 300  # liveness only: generous on a loaded machine
         while not (tmp_path / "killed" / "checkpoint-2" / "state.json").exists():
             assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
             assert time.monotonic() < deadline
