@@ -90,6 +90,10 @@ class TrainConfig:
                               f"{self.batch_size}")
         if self.save_every is not None and self.save_every < 1:
             raise ConfigError(f"save_every must be at least 1, got {self.save_every}")
+        if self.engine == "deepspeed" and self.save_every:
+            raise ConfigError("--engine deepspeed does not write checkpoints yet (ZeRO's "
+                              "partitioned optimizer state): drop --save-every, or use "
+                              "--engine ddp or fsdp2")
         if self.warmup_steps < 0 or self.lr <= 0 or not 0 <= self.min_lr_ratio <= 1:
             raise ConfigError("need warmup_steps ≥ 0, lr > 0 and 0 ≤ min_lr_ratio ≤ 1")
         if self.diagnostics_every < 0:

@@ -103,6 +103,7 @@ def _train(config: TrainConfig, ctx, progress: bool) -> TrainResult:
     engine.wrap(model, plan)
     optimizer, scheduler = make_optimizer(config, engine.parameters())
     start = checkpoint.load(resume, engine, optimizer, scheduler) if resume else 0
+    optimizer = engine.attach(optimizer)
     log_path = out / "log.jsonl"
     if ctx.rank == 0:
         (out / "run.json").write_text(json.dumps({"settings": fingerprint,

@@ -18,7 +18,7 @@ Each implements the same small interface (:class:`~.base.Engine`):
 ``ddp``         ``DistributedDataParallel`` + ``DDPBucketMOO`` comm hook
 ``fsdp2``       ``fully_shard`` + ``FSDP2BucketMOO`` (rank-local buckets) or
                 ``FSDP2GramMOO`` (buckets that straddle shards: Gram route)
-``deepspeed``   not wired yet (ConfigError); ``simulate.adapters.deepspeed`` exists
+``deepspeed``   ZeRO-2 + ``ZeroMOOOptimizer`` (``bucket`` on ``zero`` buckets; ``standard``)
 ==============  ==========================================================
 """
 

@@ -74,6 +74,10 @@ class Engine:
     def parameters(self) -> list[nn.Parameter]:
         return [p for p in self.model.parameters() if p.requires_grad]
 
+    def attach(self, optimizer: torch.optim.Optimizer):
+        """What the loop steps (DeepSpeed: a stand-in whose step is ``engine.step()``)."""
+        return optimizer
+
     # -- collectives (no-ops on one process) --------------------------------
     def all_reduce(self, t: Tensor) -> Tensor:
         if self.world_size > 1:
@@ -168,9 +172,6 @@ def make_engine(name: str, device: torch.device, group=None) -> Engine:
         from .fsdp2 import FSDP2Engine
         return FSDP2Engine(device, group)
     if name == "deepspeed":
-        # The ZeRO-2 adapter exists (simulate/adapters/deepspeed.py) but the trainer does
-        # not drive it yet, and DeepSpeed is not installed here to test it: say so plainly.
-        from finetune.errors import ConfigError
-        raise ConfigError("--engine deepspeed is not wired into the trainer yet; use ddp or "
-                          "fsdp2 (the ZeRO-2 adapter itself: simulate/adapters/deepspeed.py)")
+        from .deepspeed import DeepSpeedEngine
+        return DeepSpeedEngine(device, group)
     raise ValueError(f"unknown engine {name!r}")
