@@ -25,3 +25,25 @@ def prepared_miniature(tmp_path_factory):
     """
     out = tmp_path_factory.mktemp("prepared_miniature")
     return prepare(out, settings=PrepareSettings.small(), progress=False)
+
+
+@pytest.fixture
+def one_thread():
+    """The same kernels, in the same order, as the single-threaded rank subprocesses the
+    trainer tests compare with bitwise."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory):
+    """(model dir, data dir) of the trainer tests: a tiny random Llama with its tokenizer
+    and a few rows per language (read only by the tests)."""
+    from test_train_support import write_data, write_model
+
+    root = tmp_path_factory.mktemp("tiny")
+    return write_model(root / "base"), write_data(root / "data")

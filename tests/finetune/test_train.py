@@ -13,26 +13,17 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_train_support import ROOT, assert_bitwise, env, final_params, write_data, write_model
+from test_train_support import ROOT, assert_bitwise, env, final_params
 
 from finetune.errors import ConfigError, TrainingError
 from finetune.train import TrainConfig, train
 from refmoo import AGGREGATORS
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # The same kernels, in the same order, as the single-threaded subprocesses.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("tiny")
-    return write_model(root / "base"), write_data(root / "data")
+
+
 
 
 def _config(tiny, out, **kw) -> TrainConfig:

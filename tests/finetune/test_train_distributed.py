@@ -15,28 +15,17 @@ lr·steps·|Δw|·max|G|, orders of magnitude below the update itself; the test 
 from __future__ import annotations
 
 import pytest
-import torch
-from test_train_support import assert_bitwise, cli, final_params, write_data, write_model
+from test_train_support import assert_bitwise, cli, final_params
 
 from finetune.train import TrainConfig, train
 from finetune.train.distributed import train_on_rank
 from simulate.launch import spawn
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tiny-dist")
-    return write_model(root / "base"), write_data(root / "data")
 
 
 COMMON = dict(languages=("en", "de"), steps=2, batch_size=4, micro_batch_size=2,
