@@ -106,8 +106,9 @@ def _train(config: TrainConfig, ctx, progress: bool) -> TrainResult:
     optimizer = engine.attach(optimizer)
     log_path = out / "log.jsonl"
     if ctx.rank == 0:
-        (out / "run.json").write_text(json.dumps({"settings": fingerprint,
-                                                  "config": config.to_dict()}, indent=1))
+        checkpoint.write_atomic(out / "run.json", json.dumps({"settings": fingerprint,
+                                                              "config": config.to_dict()},
+                                                             indent=1))
         _truncate_log(log_path, start)
     bar = _progress(progress and ctx.rank == 0, config.steps, start)
     times, peak = [], 0
