@@ -39,7 +39,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from refmoo import Aggregator, GramAggregator, Partition, bucketwise
+from refmoo import Aggregator, GramAggregator, Partition, bucket_grams, bucketwise
 from refmoo.gram import from_upper_triangle, upper_triangle
 from refmoo.partitions import flat_parameters
 from refmoo.partitions.fsdp import ROOT, chunk_rows
@@ -231,12 +231,10 @@ def partial_grams(G: Tensor, cols: Tensor, partition: Partition) -> Tensor:
     order = torch.argsort(bucket, stable=True)
     held, counts = torch.unique_consecutive(bucket[order], return_counts=True)
     Q = G.new_zeros(len(partition), K, K)
-    Gs = G[:, order]
-    at = 0
-    for b, n in zip(held.tolist(), counts.tolist(), strict=True):
-        S = Gs[:, at:at + n]
-        Q[b] = S @ S.T
-        at += n
+    if cols.numel() == 0:  # a rank whose shards are all padding
+        return Q
+    # One batched pass over the held columns, grouped by bucket (no loop over buckets).
+    Q[held] = bucket_grams(G[:, order], Partition.from_sizes(counts.tolist()))
     return Q
 
 
