@@ -18,12 +18,12 @@ suite written elsewhere (e.g. by ``finetune prepare``) is a configuration, not c
 from __future__ import annotations
 
 import functools
-import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from eval.atomic_io import read_json
 from eval.benchmarks import BUILTIN_BENCHMARKS, BenchmarkSpec
 from eval.language_codes import UnknownLanguageError, canonical_language, language_name
 from eval.local_tasks import LOCAL_BENCHMARKS
@@ -195,10 +195,7 @@ def declared_benchmarks(include_paths: Iterable[str | Path]) -> tuple[BenchmarkS
         path = Path(directory) / DECLARATION_FILE
         if not path.is_file():
             continue
-        try:
-            entries = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise ValueError(f"{path}: not valid JSON ({error})") from None
+        entries = read_json(path)  # CorruptFileError (a ValueError) names the file
         if not isinstance(entries, list):
             raise ValueError(f"{path}: expected a JSON list of benchmark families")
         declared += [_declared_spec(entry, f"{path}[{i}]") for i, entry in enumerate(entries)]
