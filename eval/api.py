@@ -13,10 +13,10 @@ from eval.checkpoints import (
     from_objects,
     load_checkpoint,
 )
-from eval.registry import build_registry, load_task_manager
+from eval.languages.registry import build_registry, load_task_manager
+from eval.languages.selection import EVERY_OTHER, plan_run
 from eval.reports import write_run_report
 from eval.runner import EvalSettings, check_resume, process_rank, run_evaluation, run_manifest
-from eval.selection import EVERY_OTHER, plan_run
 
 
 def evaluate_checkpoint(

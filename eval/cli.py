@@ -208,8 +208,8 @@ def _include_paths(args) -> list[str]:
 
 
 def _languages(args) -> int:
-    from eval.coverage import coverage_listing, format_coverage
-    from eval.registry import build_registry, load_task_manager
+    from eval.languages.coverage import coverage_listing, format_coverage
+    from eval.languages.registry import build_registry, load_task_manager
 
     registry = build_registry(load_task_manager(_include_paths(args), not args.no_defaults))
     listing = coverage_listing(registry, args.benchmark)
@@ -221,8 +221,8 @@ def _languages(args) -> int:
 
 def _run(args) -> int:
     from eval.api import evaluate_checkpoint
+    from eval.languages.selection import EVERY_OTHER
     from eval.runner import EvalSettings
-    from eval.selection import EVERY_OTHER
 
     limit = None if args.limit is None else (int(args.limit) if args.limit >= 1 else args.limit)
     settings = EvalSettings(
@@ -280,8 +280,8 @@ def _batch_size(given: str | None, device: str) -> int | str:
 
 def _prefetch(args) -> int:
     from eval.hub import prefetch
-    from eval.registry import build_registry, load_task_manager
-    from eval.selection import EVERY_OTHER, plan_run
+    from eval.languages.registry import build_registry, load_task_manager
+    from eval.languages.selection import EVERY_OTHER, plan_run
 
     manager = load_task_manager(_include_paths(args), not args.no_defaults)
     registry = build_registry(manager)
@@ -333,7 +333,7 @@ def _separability(args) -> int:
     else:
         parallel = load_parallel_file(args.parallel_file) if args.parallel_file else dict(SENTENCES)
     if args.languages:
-        from eval.language_codes import canonical_language
+        from eval.languages.codes import canonical_language
         from eval.suggestions import UnknownNameError
 
         wanted = [canonical_language(code) for code in args.languages]

@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 
 from tqdm import tqdm
 
-from eval.selection import RunPlan
+from eval.languages.selection import RunPlan
 
 # Messages of the errors datasets / huggingface_hub raise for an unreachable or
 # disabled hub (their exception classes differ between versions).

@@ -21,23 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from eval.benchmarks import BenchmarkSpec
 from eval.parallel_corpus import LANGUAGES, SENTENCES, nli_items
-
-LOCAL_BENCHMARKS: tuple[BenchmarkSpec, ...] = (
-    BenchmarkSpec(
-        "local_xnli",
-        r"^local_xnli_(?P<lang>[a-z]{2})$",
-        metrics=("acc",),
-        description="built-in XNLI prompt on bundled local data",
-    ),
-    BenchmarkSpec(
-        "local_wordorder",
-        r"^local_wordorder_(?P<lang>[a-z]{2})$",
-        metrics=("acc",),
-        description="natural vs shuffled word order on bundled local data",
-    ),
-)
 
 _WORDORDER_TEMPLATE = {
     "dataset_path": "json",

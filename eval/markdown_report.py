@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from eval.language_codes import language_name
+from eval.languages.codes import language_name
 
 SIGNIFICANCE_LEVEL = 0.05
 

@@ -25,7 +25,7 @@ from eval.atomic_io import (
     write_json_atomic,
     write_jsonl_atomic,
 )
-from eval.registry import LanguageUnit
+from eval.languages.registry import LanguageUnit
 
 # Changing any of these would mix incomparable numbers in one run directory.
 FINGERPRINT_KEYS = ("checkpoint", "limit", "num_fewshot", "apply_chat_template", "seed",

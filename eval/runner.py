@@ -17,8 +17,8 @@ from tqdm import tqdm
 
 from eval.checkpoints import LoadedCheckpoint, as_lm_eval_model
 from eval.hub import HubUnreachable, hub_failure_message, is_hub_failure
+from eval.languages.selection import RunPlan
 from eval.run_store import RunStore
-from eval.selection import RunPlan
 from eval.summary import write_summary
 
 log = logging.getLogger(__name__)

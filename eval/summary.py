@@ -10,9 +10,9 @@ from collections.abc import Mapping, Sequence
 
 from eval.aggregate import aggregate, aggregate_stderr
 from eval.atomic_io import write_json_atomic
+from eval.languages.selection import RunPlan
 from eval.run_store import RunStore
 from eval.scores import unit_score
-from eval.selection import RunPlan
 
 SUMMARY_FORMAT = "refmoo-eval-run/1"
 

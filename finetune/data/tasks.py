@@ -32,7 +32,8 @@ from finetune.data.corpus import number_row, number_words
 from finetune.data.miniature import NumberSplit, write_jsonl
 
 BENCHMARKS = ("numwords_mc", "numwords_gen")
-DECLARATION = "benchmarks.json"  # the file name eval.registry looks for in an include path
+# the file name eval.languages.registry looks for in an include path
+DECLARATION = "benchmarks.json"
 
 _DECLARED = (
     {"name": "numwords_mc", "pattern": r"^numwords_mc_(?P<lang>[a-z]{2,3})$",

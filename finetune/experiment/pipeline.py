@@ -103,8 +103,8 @@ def _prepare(config: ExperimentConfig, directory: Path, progress: bool):
 
 def _check_languages_are_covered(config: ExperimentConfig, prepared) -> None:
     """Every seen and unseen language must be scored, or the averages would silently shrink."""
-    from eval.registry import build_registry, load_task_manager
-    from eval.selection import plan_run
+    from eval.languages.registry import build_registry, load_task_manager
+    from eval.languages.selection import plan_run
 
     registry = build_registry(load_task_manager([str(prepared.tasks)], include_defaults=False))
     try:

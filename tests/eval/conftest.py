@@ -23,10 +23,10 @@ if "HF_DATASETS_CACHE" not in os.environ:
 import pytest  # noqa: E402
 
 from eval.checkpoints import from_objects, load_checkpoint  # noqa: E402
+from eval.languages.registry import build_registry, load_task_manager  # noqa: E402
+from eval.languages.selection import plan_run  # noqa: E402
 from eval.local_tasks import write_local_suite  # noqa: E402
-from eval.registry import build_registry, load_task_manager  # noqa: E402
 from eval.runner import EvalSettings, run_evaluation  # noqa: E402
-from eval.selection import plan_run  # noqa: E402
 from tests.eval.tiny_models import (  # noqa: E402
     SEEN,
     UNSEEN,

@@ -12,11 +12,11 @@ import eval.api
 import eval.runner
 from eval.api import evaluate_checkpoint
 from eval.checkpoints import CheckpointError, load_checkpoint
-from eval.registry import build_registry, load_task_manager
+from eval.languages.registry import build_registry, load_task_manager
+from eval.languages.selection import plan_run
 from eval.reports import write_run_report
 from eval.run_store import RunSettingsMismatch
 from eval.runner import EvalSettings, run_evaluation
-from eval.selection import plan_run
 from tests.eval.tiny_models import SEEN, UNSEEN
 
 

@@ -1,6 +1,6 @@
 import pytest
 
-from eval.language_codes import UnknownLanguageError, canonical_language, language_name
+from eval.languages.codes import UnknownLanguageError, canonical_language, language_name
 
 
 @pytest.mark.parametrize(

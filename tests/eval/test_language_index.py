@@ -9,7 +9,7 @@ import langcodes
 import pytest
 from langcodes.data_dicts import MACROLANGUAGES
 
-from eval.language_codes import (
+from eval.languages.codes import (
     DISTINCT_MEMBERS,
     FOLDED_MEMBERS,
     canonical_language,

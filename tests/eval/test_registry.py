@@ -3,8 +3,8 @@
 from pathlib import Path
 from types import SimpleNamespace
 
-from eval.benchmarks import BUILTIN_BENCHMARKS
-from eval.coverage import coverage_listing, format_coverage
+from eval.languages.benchmarks import BUILTIN_BENCHMARKS
+from eval.languages.coverage import coverage_listing, format_coverage
 
 
 def test_every_builtin_benchmark_is_found_in_the_installed_lm_eval(default_registry):
@@ -126,7 +126,7 @@ def test_every_unit_comes_from_its_familys_folder(default_registry):
 def test_folder_rule_applies_to_lm_evals_tasks_only(tmp_path):
     import lm_eval.tasks
 
-    from eval.registry import _in_family_folder
+    from eval.languages.registry import _in_family_folder
 
     spec = next(s for s in BUILTIN_BENCHMARKS if s.name == "xnli")
     root = Path(lm_eval.tasks.__file__).resolve().parent

@@ -14,10 +14,10 @@ import eval.api
 from eval.api import evaluate_checkpoint
 from eval.checkpoints import CheckpointError, load_checkpoint
 from eval.cli import _batch_size
+from eval.languages.selection import plan_run
 from eval.plots import _gap_after, text_colour
 from eval.run_store import RunSettingsMismatch
 from eval.runner import EvalSettings, run_evaluation
-from eval.selection import plan_run
 from eval.separability import compare_layers, layer_separability
 from eval.separability_analysis import load_parallel_dir
 from eval.suggestions import UnknownNameError

@@ -1,6 +1,6 @@
 """A unit counts as done only when what it wrote can be read back."""
 
-from eval.registry import LanguageUnit
+from eval.languages.registry import LanguageUnit
 from eval.run_store import RunStore
 
 

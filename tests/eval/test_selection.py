@@ -1,10 +1,9 @@
 import pytest
 import yaml
 
-from eval.benchmarks import BenchmarkSpec
-from eval.local_tasks import LOCAL_BENCHMARKS
-from eval.registry import build_registry, load_task_manager
-from eval.selection import plan_run
+from eval.languages.benchmarks import LOCAL_BENCHMARKS, BenchmarkSpec
+from eval.languages.registry import build_registry, load_task_manager
+from eval.languages.selection import plan_run
 from eval.suggestions import UnknownNameError
 
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from eval.api import evaluate_checkpoint
-from eval.registry import build_registry, declared_benchmarks, load_task_manager
+from eval.languages.registry import build_registry, declared_benchmarks, load_task_manager
 from eval.runner import EvalSettings
 from finetune.data.corpus import DEFAULT_LANGUAGES, number_row
 

@@ -330,3 +330,20 @@ BUILTIN_BENCHMARKS: tuple[BenchmarkSpec, ...] = (
         folders=_in("indicxnli"),
     ),
 )
+
+# The bundled offline suite (``eval.local_tasks`` writes its YAML and data); declared here
+# with the built-ins so that the registry knows them without importing the writer.
+LOCAL_BENCHMARKS: tuple[BenchmarkSpec, ...] = (
+    BenchmarkSpec(
+        "local_xnli",
+        r"^local_xnli_(?P<lang>[a-z]{2})$",
+        metrics=("acc",),
+        description="built-in XNLI prompt on bundled local data",
+    ),
+    BenchmarkSpec(
+        "local_wordorder",
+        r"^local_wordorder_(?P<lang>[a-z]{2})$",
+        metrics=("acc",),
+        description="natural vs shuffled word order on bundled local data",
+    ),
+)

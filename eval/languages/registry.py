@@ -1,7 +1,7 @@
 """Language-to-benchmark registry read from lm-eval's task index.
 
 The registry answers "which lm-eval task (or group) measures benchmark B in language L",
-with languages in the canonical form of ``language_codes``. It is built from a
+with languages in the canonical form of ``codes``. It is built from a
 ``TaskManager`` so that it reflects exactly the tasks the installed lm-eval (plus any
 ``include_path``) can run.
 
@@ -24,9 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from eval.atomic_io import read_json
-from eval.benchmarks import BUILTIN_BENCHMARKS, BenchmarkSpec
-from eval.language_codes import UnknownLanguageError, canonical_language, language_name
-from eval.local_tasks import LOCAL_BENCHMARKS
+from eval.languages.benchmarks import BUILTIN_BENCHMARKS, LOCAL_BENCHMARKS, BenchmarkSpec
+from eval.languages.codes import UnknownLanguageError, canonical_language, language_name
 from eval.suggestions import UnknownNameError
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from eval.language_codes import language_name
-from eval.registry import Registry
+from eval.languages.codes import language_name
+from eval.languages.registry import Registry
 
 
 def coverage_listing(registry: Registry, benchmarks: Sequence[str] | None = None) -> dict:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from eval.registry import LanguageUnit, Registry
+from eval.languages.registry import LanguageUnit, Registry
 
 EVERY_OTHER = "rest"  # unseen = every covered language that is not seen
 
