@@ -6,17 +6,23 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from eval.checkpoints import (
+from eval.languages.registry import build_registry, load_task_manager
+from eval.languages.selection import EVERY_OTHER, plan_run
+from eval.reports import write_run_report
+from eval.running.checkpoints import (
     CheckpointError,
     adapter_source,
     checkpoint_source,
     from_objects,
     load_checkpoint,
 )
-from eval.languages.registry import build_registry, load_task_manager
-from eval.languages.selection import EVERY_OTHER, plan_run
-from eval.reports import write_run_report
-from eval.runner import EvalSettings, check_resume, process_rank, run_evaluation, run_manifest
+from eval.running.runner import (
+    EvalSettings,
+    check_resume,
+    process_rank,
+    run_evaluation,
+    run_manifest,
+)
 
 
 def evaluate_checkpoint(

@@ -22,12 +22,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     if getattr(args, "offline", False):
-        from eval.offline import force_offline
+        from eval.running.offline import force_offline
 
         force_offline()
-    from eval.checkpoints import CheckpointError
-    from eval.hub import HubUnreachable
-    from eval.run_store import RunSettingsMismatch
+    from eval.running.checkpoints import CheckpointError
+    from eval.running.hub import HubUnreachable
+    from eval.running.store import RunSettingsMismatch
     from eval.suggestions import UnknownNameError
 
     try:
@@ -199,7 +199,7 @@ def _model_placement_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _include_paths(args) -> list[str]:
-    from eval.local_tasks import write_local_suite
+    from eval.running.local_tasks import write_local_suite
 
     paths = list(args.include_path)
     if args.local_suite:
@@ -222,7 +222,7 @@ def _languages(args) -> int:
 def _run(args) -> int:
     from eval.api import evaluate_checkpoint
     from eval.languages.selection import EVERY_OTHER
-    from eval.runner import EvalSettings
+    from eval.running.runner import EvalSettings
 
     limit = None if args.limit is None else (int(args.limit) if args.limit >= 1 else args.limit)
     settings = EvalSettings(
@@ -279,9 +279,9 @@ def _batch_size(given: str | None, device: str) -> int | str:
 
 
 def _prefetch(args) -> int:
-    from eval.hub import prefetch
     from eval.languages.registry import build_registry, load_task_manager
     from eval.languages.selection import EVERY_OTHER, plan_run
+    from eval.running.hub import prefetch
 
     manager = load_task_manager(_include_paths(args), not args.no_defaults)
     registry = build_registry(manager)
@@ -317,8 +317,8 @@ def _compare(args) -> int:
 def _separability(args) -> int:
     from functools import partial
 
-    from eval.checkpoints import load_checkpoint
     from eval.parallel_corpus import SENTENCES
+    from eval.running.checkpoints import load_checkpoint
     from eval.separability_analysis import (
         analyse_checkpoints,
         load_parallel_dir,
@@ -363,7 +363,7 @@ def _separability(args) -> int:
 
 
 def _local_suite(args) -> int:
-    from eval.local_tasks import write_local_suite
+    from eval.running.local_tasks import write_local_suite
 
     print(write_local_suite(args.dest))
     return 0

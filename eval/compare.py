@@ -8,12 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
-from eval.aggregate import aggregate
 from eval.atomic_io import read_json, read_jsonl
 from eval.bootstrap import resample_means, significance, unit_rng
-from eval.scores import mean_matches_score, per_example_values
+from eval.running.aggregate import aggregate
+from eval.running.scores import mean_matches_score, per_example_values
+from eval.running.summary import SUMMARY_FORMAT
 from eval.suggestions import UnknownNameError
-from eval.summary import SUMMARY_FORMAT
 
 COMPARISON_FORMAT = "refmoo-eval-comparison/1"
 

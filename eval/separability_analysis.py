@@ -8,9 +8,9 @@ from pathlib import Path
 
 from eval import plots
 from eval.atomic_io import write_json_atomic, write_text_atomic
-from eval.checkpoints import LoadedCheckpoint
 from eval.hidden_states import sentence_representations
 from eval.languages.codes import canonical_language
+from eval.running.checkpoints import LoadedCheckpoint
 from eval.separability import (
     DEFAULT_THRESHOLD,
     compare_layers,

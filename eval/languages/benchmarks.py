@@ -331,8 +331,9 @@ BUILTIN_BENCHMARKS: tuple[BenchmarkSpec, ...] = (
     ),
 )
 
-# The bundled offline suite (``eval.local_tasks`` writes its YAML and data); declared here
-# with the built-ins so that the registry knows them without importing the writer.
+# The bundled offline suite (``eval.running.local_tasks`` writes its YAML and data);
+# declared here with the built-ins so that the registry knows them without importing
+# the writer (languages/ comes before running/).
 LOCAL_BENCHMARKS: tuple[BenchmarkSpec, ...] = (
     BenchmarkSpec(
         "local_xnli",

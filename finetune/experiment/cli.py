@@ -25,7 +25,7 @@ def add_experiment_command(subparsers) -> None:
 def run_command(args: argparse.Namespace) -> int:
     # The miniature's tasks are local files; offline mode keeps `datasets` off the hub,
     # and must be set before anything imports it.
-    from eval.offline import force_offline
+    from eval.running.offline import force_offline
 
     force_offline()
     from finetune.experiment.config import load_config

@@ -141,7 +141,7 @@ def _evaluate(config: ExperimentConfig, layout: Layout, prepared, method: str,
         return
     steps.start(what)
     from eval.api import evaluate_checkpoint
-    from eval.runner import EvalSettings
+    from eval.running.runner import EvalSettings
 
     out_dir = layout.eval_dir(method, seed)
     started = time.monotonic()
@@ -165,7 +165,7 @@ def _separability(config: ExperimentConfig, layout: Layout, method: str, seed: i
         steps.skip(what)
         return
     steps.start(what)
-    from eval.checkpoints import load_checkpoint
+    from eval.running.checkpoints import load_checkpoint
     from eval.separability import DEFAULT_THRESHOLD
     from eval.separability_analysis import analyse_checkpoints
 

@@ -4,7 +4,7 @@ This is eval's paired bootstrap over examples (``eval.bootstrap``; the method is
 there and in eval/README.md), extended to several training seeds the way eval extends it
 to several units: every (unit, seed) resamples its own examples independently, seeds are
 averaged per replicate exactly as the reported scores are, and units are then averaged
-with ``eval.aggregate`` into per-language, seen and unseen replicates.
+with ``eval.running.aggregate`` into per-language, seen and unseen replicates.
 
 * ``score_intervals``: interval of a method's score itself (per-example values resampled);
 * ``paired_intervals``: interval and p-value of method − baseline, pairing seed s of the
@@ -20,10 +20,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from eval.aggregate import aggregate
 from eval.bootstrap import resample_means, significance, unit_rng
 from eval.compare import LoadedRun
-from eval.scores import mean_matches_score
+from eval.running.aggregate import aggregate
+from eval.running.scores import mean_matches_score
 
 Key = tuple[str, str]
 

@@ -12,7 +12,7 @@ import shutil
 import socket
 import tempfile
 
-from eval.offline import force_offline
+from eval.running.offline import force_offline
 
 force_offline()
 # A private datasets cache: nothing can be served from an earlier, online session.
@@ -22,11 +22,11 @@ if "HF_DATASETS_CACHE" not in os.environ:
 
 import pytest  # noqa: E402
 
-from eval.checkpoints import from_objects, load_checkpoint  # noqa: E402
 from eval.languages.registry import build_registry, load_task_manager  # noqa: E402
 from eval.languages.selection import plan_run  # noqa: E402
-from eval.local_tasks import write_local_suite  # noqa: E402
-from eval.runner import EvalSettings, run_evaluation  # noqa: E402
+from eval.running.checkpoints import from_objects, load_checkpoint  # noqa: E402
+from eval.running.local_tasks import write_local_suite  # noqa: E402
+from eval.running.runner import EvalSettings, run_evaluation  # noqa: E402
 from tests.eval.tiny_models import (  # noqa: E402
     SEEN,
     UNSEEN,

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from eval.aggregate import aggregate, aggregate_stderr
+from eval.running.aggregate import aggregate, aggregate_stderr
 
 SCORES = {
     ("a", "en"): 0.8,

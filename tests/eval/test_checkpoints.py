@@ -1,6 +1,6 @@
 import pytest
 
-from eval.checkpoints import CheckpointError, from_objects, load_checkpoint
+from eval.running.checkpoints import CheckpointError, from_objects, load_checkpoint
 
 
 def test_missing_directory_is_a_clear_error(tmp_path):

@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 
 import eval.api
-import eval.runner
+import eval.running.runner
 from eval.api import evaluate_checkpoint
-from eval.checkpoints import CheckpointError, load_checkpoint
 from eval.languages.registry import build_registry, load_task_manager
 from eval.languages.selection import plan_run
 from eval.reports import write_run_report
-from eval.run_store import RunSettingsMismatch
-from eval.runner import EvalSettings, run_evaluation
+from eval.running.checkpoints import CheckpointError, load_checkpoint
+from eval.running.runner import EvalSettings, run_evaluation
+from eval.running.store import RunSettingsMismatch
 from tests.eval.tiny_models import SEEN, UNSEEN
 
 
@@ -159,9 +159,9 @@ def test_a_failing_unit_keeps_the_others_and_resume_redoes_only_it(
 
     broken.write_text(good_rows)
     evaluated = []
-    real = eval.runner.RunStore.save_unit
+    real = eval.running.runner.RunStore.save_unit
     monkeypatch.setattr(
-        eval.runner.RunStore,
+        eval.running.runner.RunStore,
         "save_unit",
         lambda self, unit, output: (evaluated.append(unit.unit_id), real(self, unit, output)),
     )

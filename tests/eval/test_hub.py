@@ -5,12 +5,12 @@ from __future__ import annotations
 import lm_eval
 import pytest
 
-from eval.checkpoints import load_checkpoint
 from eval.cli import main
-from eval.hub import HubUnreachable, is_hub_failure
 from eval.languages.registry import build_registry, load_task_manager
 from eval.languages.selection import plan_run
-from eval.runner import EvalSettings, run_evaluation
+from eval.running.checkpoints import load_checkpoint
+from eval.running.hub import HubUnreachable, is_hub_failure
+from eval.running.runner import EvalSettings, run_evaluation
 
 
 def test_hub_failures_are_told_apart_from_other_errors():

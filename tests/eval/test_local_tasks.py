@@ -6,8 +6,8 @@ import yaml
 from lm_eval.tasks._yaml_loader import load_yaml
 
 from eval.languages.registry import load_task_manager
-from eval.local_tasks import builtin_task_yaml, wordorder_items
 from eval.parallel_corpus import LANGUAGES, SENTENCES
+from eval.running.local_tasks import builtin_task_yaml, wordorder_items
 
 
 def test_local_xnli_includes_the_builtin_yaml_and_only_swaps_the_data(local_suite):

@@ -4,7 +4,7 @@ import sys
 
 SCRIPT = """
 import datasets
-from eval.offline import force_offline
+from eval.running.offline import force_offline
 try:
     force_offline()
 except RuntimeError as err:

@@ -12,12 +12,12 @@ import torch
 
 import eval.api
 from eval.api import evaluate_checkpoint
-from eval.checkpoints import CheckpointError, load_checkpoint
 from eval.cli import _batch_size
 from eval.languages.selection import plan_run
 from eval.plots import _gap_after, text_colour
-from eval.run_store import RunSettingsMismatch
-from eval.runner import EvalSettings, run_evaluation
+from eval.running.checkpoints import CheckpointError, load_checkpoint
+from eval.running.runner import EvalSettings, run_evaluation
+from eval.running.store import RunSettingsMismatch
 from eval.separability import compare_layers, layer_separability
 from eval.separability_analysis import load_parallel_dir
 from eval.suggestions import UnknownNameError
@@ -60,7 +60,7 @@ def test_score_changing_options_join_the_resume_fingerprint(
 
 def test_compare_checks_the_new_score_changing_settings():
     from eval.compare import COMPARED_SETTINGS
-    from eval.run_store import FINGERPRINT_KEYS
+    from eval.running.store import FINGERPRINT_KEYS
 
     for key in ("system_instruction", "gen_kwargs", "max_length"):
         assert key in COMPARED_SETTINGS and key in FINGERPRINT_KEYS

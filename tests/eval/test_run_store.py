@@ -1,7 +1,7 @@
 """A unit counts as done only when what it wrote can be read back."""
 
 from eval.languages.registry import LanguageUnit
-from eval.run_store import RunStore
+from eval.running.store import RunStore
 
 
 def test_a_truncated_raw_file_is_run_again(tmp_path):

@@ -1,6 +1,6 @@
 import pytest
 
-from eval.scores import choose_metric, mean_matches_score, per_example_values, unit_score
+from eval.running.scores import choose_metric, mean_matches_score, per_example_values, unit_score
 
 RAW = {
     "results": {

@@ -8,11 +8,11 @@ import time
 
 import pytest
 
-from eval.checkpoints import load_checkpoint
 from eval.compare import compare_runs, load_run
 from eval.parallel_corpus import SENTENCES
 from eval.reports import write_comparison_report
-from eval.runner import EvalSettings, run_evaluation
+from eval.running.checkpoints import load_checkpoint
+from eval.running.runner import EvalSettings, run_evaluation
 from eval.separability_analysis import analyse_checkpoints
 from eval.suggestions import UnknownNameError
 

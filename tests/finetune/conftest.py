@@ -6,7 +6,7 @@ in these tests can reach the hub.
 
 from __future__ import annotations
 
-from eval.offline import force_offline
+from eval.running.offline import force_offline
 
 force_offline()
 

@@ -8,7 +8,7 @@ import pytest
 
 from eval.api import evaluate_checkpoint
 from eval.languages.registry import build_registry, declared_benchmarks, load_task_manager
-from eval.runner import EvalSettings
+from eval.running.runner import EvalSettings
 from finetune.data.corpus import DEFAULT_LANGUAGES, number_row
 
 SEEN, UNSEEN = ("en",), ("nl", "uk", "fa", "fr")

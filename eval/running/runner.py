@@ -15,11 +15,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from eval.checkpoints import LoadedCheckpoint, as_lm_eval_model
-from eval.hub import HubUnreachable, hub_failure_message, is_hub_failure
 from eval.languages.selection import RunPlan
-from eval.run_store import RunStore
-from eval.summary import write_summary
+from eval.running.checkpoints import LoadedCheckpoint, as_lm_eval_model
+from eval.running.hub import HubUnreachable, hub_failure_message, is_hub_failure
+from eval.running.store import RunStore
+from eval.running.summary import write_summary
 
 log = logging.getLogger(__name__)
 

@@ -25,6 +25,6 @@ def force_offline() -> None:
     if "datasets" in sys.modules and not sys.modules["datasets"].config.HF_HUB_OFFLINE:
         raise RuntimeError(
             "`datasets` was imported before offline mode was set, so it would still reach "
-            "the hub; call eval.offline.force_offline() (or export HF_HUB_OFFLINE=1 "
+            "the hub; call eval.running.offline.force_offline() (or export HF_HUB_OFFLINE=1 "
             "HF_DATASETS_OFFLINE=1) before importing datasets or lm_eval"
         )

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from eval.aggregate import aggregate, aggregate_stderr
 from eval.atomic_io import write_json_atomic
 from eval.languages.selection import RunPlan
-from eval.run_store import RunStore
-from eval.scores import unit_score
+from eval.running.aggregate import aggregate, aggregate_stderr
+from eval.running.scores import unit_score
+from eval.running.store import RunStore
 
 SUMMARY_FORMAT = "refmoo-eval-run/1"
 
