@@ -322,12 +322,14 @@ def _weights(aggregator: GramAggregator, Q: Tensor, e: Tensor, keys: Tensor) -> 
     :math:`w(4Q) = 2^{p-1}w(Q)` (p = 1 or 0 within :math:`\sqrt u`), else the
     aggregator cannot be evaluated at that scale and an error says so.
     """
-    w = aggregator.weights_from_gram(Q, keys=keys)
+    # Q was formed here from finite G (PSD to rounding by construction), so the
+    # Gram check of weights_from_gram, one factorisation per bucket, is skipped.
+    w = aggregator._weights_from_gram(Q, keys)
     scaled = (e != 0).nonzero().reshape(-1)
     if scaled.numel() == 0:
         return w
     w_s = w[scaled]
-    w_4 = aggregator.weights_from_gram(4 * Q[scaled], keys=keys[scaled])
+    w_4 = aggregator._weights_from_gram(4 * Q[scaled], keys[scaled])
     tol = torch.finfo(w.dtype).eps ** 0.5 * w_s.abs().amax(-1, keepdim=True)
     if bool(((w_4 - w_s).abs() <= tol).all()):
         return w  # p = 1: weights do not depend on the scale

@@ -164,6 +164,92 @@ class _Equilibrated:
         return sol[:, :K, 0] * self.r * S, info
 
 
+# Largest K for which the support guesses factorise with unrolled element-wise
+# Cholesky (:class:`_UnrolledCholesky`): its O(K³) tensor operations each cover the
+# whole batch, which beats one LAPACK call per problem for many small problems
+# (chunks of a few hundred columns give 10⁵–10⁶ buckets) and costs well under a
+# millisecond for one.
+_UNROLLED_MAX_K = 8
+
+
+class _UnrolledCholesky:
+    r"""The equilibrated system of :class:`_Equilibrated`, factorised by Cholesky
+    written out entry by entry, every operation over the whole batch.
+
+    On a support S with :math:`C_{SS}` positive definite the affine minimiser is
+    :math:`\lambda = r\circ y/(r^\top y)` with :math:`C_{SS}\,y = r_S`, solved as
+    :math:`C_{SS} = LL^\top`, :math:`y = L^{-\top}L^{-1}r_S`. Rows outside S become
+    identity rows with a zero right-hand side, so they get weight 0 exactly. C
+    has a unit diagonal, so no pivoting is needed; a pivot that is not positive
+    (C_SS singular to rounding, e.g. a zero row or two parallel rows) is reported
+    like a singular LU and left to Wolfe's method. Entries are stored
+    ``[K, K, B]``, so every operand is a contiguous batch vector. Only
+    element-wise +, −, ×, ÷ and √ are used, each correctly rounded by IEEE 754
+    and never fused, so a problem's weights are bitwise the same whatever else
+    is in its batch.
+    """
+
+    def __init__(self, Qn: Tensor) -> None:
+        K = Qn.shape[-1]
+        sd = torch.diagonal(Qn, dim1=-2, dim2=-1).clamp_min(0.0).sqrt()
+        r = torch.where(sd > 0, 1.0 / torch.where(sd > 0, sd, 1.0), 1.0)
+        self.r = r.T.contiguous()  # [K, B]
+        # A transposed copy of the flattened [B, K²] block is several times cheaper
+        # than scaling through a permuted view (strided reads for every entry).
+        # (clone, not contiguous(): for B = 1 the transpose is already contiguous,
+        # and the in-place scaling below must not reach the caller's Qn.)
+        self.C = Qn.reshape(-1, K * K).T.clone(memory_format=torch.contiguous_format)
+        self.C = self.C.view(K, K, -1)
+        self.C.mul_(self.r.unsqueeze(1)).mul_(self.r.unsqueeze(0))
+
+    def keep(self, mask: Tensor) -> None:
+        self.C, self.r = self.C[:, :, mask], self.r[:, mask]
+
+    def solve(self, S: Tensor) -> tuple[Tensor, Tensor]:
+        """(λ ``[B, K]``, info ``[B]``, non-zero where a pivot was not positive)."""
+        K = S.shape[1]
+        full = bool(S.all())
+        s = S.T.to(self.C.dtype)  # [K, B]
+        C, rs = self.C, (self.r if full else self.r * s)
+        L: list[list[Tensor]] = [[] for _ in range(K)]  # L[i][j], j <= i
+        ok = torch.ones(S.shape[0], dtype=torch.bool)
+        for j in range(K):
+            # Masked rows: unit pivot, zero coupling (C ∘ ssᵀ + diag(1 − s)).
+            d = C[j, j] if full else C[j, j] * s[j] + (1.0 - s[j])
+            for k in range(j):
+                d = d - L[j][k] * L[j][k]
+            ok &= d > 0
+            pivot = torch.where(d > 0, d, 1.0).sqrt()
+            for i in range(j + 1, K):
+                a = C[i, j] if full else C[i, j] * (s[i] * s[j])
+                for k in range(j):
+                    a = a - L[i][k] * L[j][k]
+                L[i].append(a / pivot)
+            L[j].append(pivot)
+        z: list[Tensor] = []
+        for j in range(K):
+            acc = rs[j]
+            for k in range(j):
+                acc = acc - L[j][k] * z[k]
+            z.append(acc / L[j][j])
+        y: list[Tensor] = [rs[0]] * K
+        for j in reversed(range(K)):
+            acc = z[j]
+            for k in range(j + 1, K):
+                acc = acc - L[k][j] * y[k]
+            y[j] = acc / L[j][j]
+        # Normalised by the computed sum rather than by ‖z‖² (equal in exact
+        # arithmetic): on a nearly singular C_SS the two part, and only the former
+        # keeps λ on the simplex that the certificate assumes.
+        weights = [self.r[j] * y[j] for j in range(K)]
+        total = weights[0]
+        for j in range(1, K):  # added in a fixed order, not by a reduction kernel
+            total = total + weights[j]
+        ok &= total > 0
+        total = torch.where(total > 0, total, 1.0)
+        return torch.stack([w / total for w in weights], dim=1), (~ok).to(torch.int32)
+
+
 class _SolvedCorral:
     """Affine minimisers by a fresh batched LU solve of the equilibrated KKT system.
 
@@ -355,7 +441,7 @@ def _active_set_solutions(Qn: Tensor, tol: float, rounds: int) -> tuple[Tensor, 
     lam = Qn.new_zeros(B, K)
     solved = torch.zeros(B, dtype=torch.bool)
     sd_all = torch.diagonal(Qn, dim1=-2, dim2=-1).clamp_min(0.0).sqrt()
-    system = _Equilibrated(Qn)
+    system = _UnrolledCholesky(Qn) if K <= _UNROLLED_MAX_K else _Equilibrated(Qn)
     live, Q, sd = torch.arange(B), Qn, sd_all
     S = torch.ones(B, K, dtype=torch.bool)
     active = torch.ones(B, dtype=torch.bool)
@@ -465,14 +551,7 @@ def _solve(Q: Tensor, *, tol: float | None = None, max_iter: int | None = None
     """:func:`solve_min_norm` without the input checks, for Grams refmoo built itself."""
     K = Q.shape[-1]
     batch_shape = Q.shape[:-2]
-    tol = 10 * K * _EPS if tol is None else check_tol(tol, "tol")
-    if max_iter is None:
-        max_iter = 5 * K + 20
-    Q64 = Q.detach().to(torch.float64).reshape(-1, K, K)
-    if not torch.equal(Q64, Q64.transpose(-1, -2)):  # cheaper than always symmetrising
-        Q64 = 0.5 * (Q64 + Q64.transpose(-1, -2))
-    Qn, e = normalise_gram(Q64)
-    lam, iterations = _solve_normalised(Qn, tol, max_iter)
+    Qn, e, lam, iterations = _solve_normalised_batch(Q, tol, max_iter)
     a, b = pow2(e)
     value, gap, lower = (t * a * b for t in _certify(Qn, lam))
     out_dtype = Q.dtype
@@ -483,6 +562,30 @@ def _solve(Q: Tensor, *, tol: float | None = None, max_iter: int | None = None
         lower_bound=lower.to(out_dtype).reshape(batch_shape),
         iterations=iterations,
     )
+
+
+def _solve_weights(Q: Tensor) -> Tensor:
+    """The weights of :func:`_solve`, without the certificate's value, gap and bound
+    (MGDA needs only λ; every λ was already certified by the per-row test)."""
+    K = Q.shape[-1]
+    lam = _solve_normalised_batch(Q, None, None)[2]
+    return lam.to(Q.dtype).reshape(*Q.shape[:-2], K)
+
+
+def _solve_normalised_batch(Q: Tensor, tol: float | None, max_iter: int | None
+                            ) -> tuple[Tensor, Tensor, Tensor, int]:
+    """``(Qn, e, λ, iterations)``: Q flattened to ``[B, K, K]`` in float64, normalised
+    (Q = 2^e·Qn), and solved."""
+    K = Q.shape[-1]
+    tol = 10 * K * _EPS if tol is None else check_tol(tol, "tol")
+    if max_iter is None:
+        max_iter = 5 * K + 20
+    Q64 = Q.detach().to(torch.float64).reshape(-1, K, K)
+    if not torch.equal(Q64, Q64.transpose(-1, -2)):  # cheaper than always symmetrising
+        Q64 = 0.5 * (Q64 + Q64.transpose(-1, -2))
+    Qn, e = normalise_gram(Q64)
+    lam, iterations = _solve_normalised(Qn, tol, max_iter)
+    return Qn, e, lam, iterations
 
 
 def _certify(Q: Tensor, lam: Tensor) -> tuple[Tensor, Tensor, Tensor]:

@@ -211,3 +211,64 @@ def test_per_row_test_serves_rows_far_below_the_largest():
     norms = torch.diagonal(Q).sqrt()
     # (Qλ)_j ≥ f − tol·‖g_j‖·√f − rounding: as a cosine, at least −1e-9 (see module doc).
     assert bool(((v - f) / (norms * f.sqrt()) >= -1e-9).all()), ((v - f) / (norms * f.sqrt()))
+
+
+@settings(max_examples=40)
+@given(st.lists(st.one_of(gradient_matrices(K=5, D=st.integers(1, 10)),
+                          degenerate_matrices(K=5)), min_size=1, max_size=8),
+       st.integers(0, 2**31 - 1))
+def test_unrolled_cholesky_agrees_with_lu_on_every_support(mats, seed):
+    """The element-wise factorisation used for K ≤ 8 finds the affine minimiser of the
+    LU solve it replaces, wherever the support's system is well conditioned."""
+    from refmoo.min_norm import _Equilibrated, _UnrolledCholesky, normalise_gram
+
+    Qn, _ = normalise_gram(torch.stack([G @ G.T for G in mats]))
+    gen = torch.Generator().manual_seed(seed)
+    S = torch.rand(Qn.shape[0], 5, generator=gen) < 0.6
+    S[torch.arange(S.shape[0]), torch.randint(0, 5, (S.shape[0],), generator=gen)] = True
+    fast, info = _UnrolledCholesky(Qn).solve(S)
+    lu, lu_info = _Equilibrated(Qn).solve(S)
+    assert not fast[~S].any()  # rows outside the support get weight 0 exactly
+    # Compare where the equilibrated C_SS is well conditioned (cond ≤ 1e6): there
+    # both solves are accurate to about cond·eps of the weights.
+    sd = torch.diagonal(Qn, dim1=-2, dim2=-1).sqrt()
+    r = torch.where(sd > 0, 1 / sd.clamp_min(1e-300), 1.0)
+    C = Qn * r.unsqueeze(-1) * r.unsqueeze(-2)
+    Cs = torch.where(S.unsqueeze(-1) & S.unsqueeze(-2), C, torch.eye(5, dtype=C.dtype))
+    cond = torch.linalg.cond(Cs)
+    good = (cond <= 1e6) & (lu_info == 0)
+    assert (info[good] == 0).all()
+    torch.testing.assert_close(fast[good], lu[good], rtol=0, atol=1e6 * 64 * 2.3e-16)
+
+
+@settings(max_examples=20)
+@given(st.lists(gradient_matrices(K=4, D=st.integers(1, 8)), min_size=2, max_size=6))
+def test_unrolled_cholesky_is_independent_of_the_batch(mats):
+    """Bitwise by construction: only correctly rounded element-wise operations, applied
+    to each problem's own entries (see _UnrolledCholesky)."""
+    from refmoo.min_norm import _UnrolledCholesky, normalise_gram
+
+    Qn, _ = normalise_gram(torch.stack([G @ G.T for G in mats]))
+    S = torch.ones(Qn.shape[0], 4, dtype=torch.bool)
+    S[0, 1] = False
+    batched, info = _UnrolledCholesky(Qn).solve(S)
+    for b in range(Qn.shape[0]):
+        alone, alone_info = _UnrolledCholesky(Qn[b:b + 1]).solve(S[b:b + 1])
+        assert torch.equal(alone[0], batched[b]) and alone_info[0] == info[b]
+
+
+def test_unrolled_cholesky_reports_singular_supports():
+    """A zero row or two parallel rows in the support make C_SS singular: reported,
+    never returned as weights."""
+    from refmoo.min_norm import _UnrolledCholesky, normalise_gram
+
+    G = torch.tensor([[[1.0, 0.0], [0.0, 0.0], [0.0, 1.0]],      # zero row
+                      [[1.0, 2.0], [2.0, 4.0], [0.0, 1.0]]],     # parallel rows
+                     dtype=torch.float64)
+    Qn, _ = normalise_gram(G @ G.transpose(1, 2))
+    first_two = torch.tensor([[True, True, False]] * 2)
+    first_and_last = torch.tensor([[True, False, True]] * 2)
+    _, info = _UnrolledCholesky(Qn).solve(first_two)
+    assert (info != 0).all()
+    lam, info = _UnrolledCholesky(Qn).solve(first_and_last)
+    assert (info == 0).all() and torch.allclose(lam.sum(-1), torch.ones(2, dtype=torch.float64))

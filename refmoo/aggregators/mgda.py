@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from ..min_norm import _solve
+from ..min_norm import _solve_weights
 from ._base import GramAggregator
 
 
@@ -29,4 +29,4 @@ class MGDA(GramAggregator):
     """Exact min-norm MGDA; see the module docstring."""
 
     def _weights_from_gram(self, Q: Tensor, keys: Tensor) -> Tensor:
-        return _solve(Q).weights  # Q was checked by weights_from_gram
+        return _solve_weights(Q)  # Q was checked by weights_from_gram
