@@ -298,7 +298,7 @@ def _prefetch(args) -> int:
 
 
 def _compare(args) -> int:
-    from eval.compare import compare_runs, load_run
+    from eval.comparing.compare import compare_runs, load_run
     from eval.markdown_report import headline
     from eval.reports import write_comparison_report
 

@@ -30,7 +30,7 @@ from sklearn.model_selection import GroupKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from eval.bootstrap import resample_means, significance, unit_rng
+from eval.comparing.bootstrap import resample_means, significance, unit_rng
 
 DEFAULT_THRESHOLD = 0.5
 
@@ -119,7 +119,7 @@ def compare_layers(
 ) -> list[dict]:
     """Per layer, ``other`` − ``baseline`` in silhouette and probe accuracy with a paired
     bootstrap over sentences (both checkpoints saw the same sentences; a resample keeps
-    each sentence's pair together), interval and p-value as in ``eval.bootstrap``."""
+    each sentence's pair together), interval and p-value as in ``eval.comparing.bootstrap``."""
     rows = []
     for base_row, row in zip(baseline["layers"], other["layers"], strict=True):
         entry = {"layer": row["layer"]}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import statistics
 
 from eval.atomic_io import read_json
-from eval.compare import load_run
+from eval.comparing.compare import load_run
 from finetune.experiment.config import ExperimentConfig
 from finetune.experiment.layout import BASE, Layout
 from finetune.experiment.logs import cost, read_log
@@ -76,9 +76,9 @@ def build_results(config: ExperimentConfig, layout: Layout, prepared) -> dict:
             f"examples ({config.bootstrap_iterations} resamples, seed "
             f"{config.bootstrap_seed}): seen_ci/unseen_ci for the seed-averaged score; "
             f"vs_baseline for the paired difference to {config.baseline!r} (seed s paired "
-            "with seed s, each example with itself; eval.bootstrap). They cover the finite "
-            "evaluation set, not training randomness: *_over_seeds gives the spread of the "
-            "per-seed scores."),
+            "with seed s, each example with itself; eval.comparing.bootstrap). They cover "
+            "the finite evaluation set, not training randomness: *_over_seeds gives the "
+            "spread of the per-seed scores."),
         "base": {
             "checkpoint": str(prepared.base),
             "eval_dir": str(layout.eval_dir(BASE, None)),

@@ -1,6 +1,6 @@
 """Intervals for a method's seed-averaged scores, and for its difference to the baseline.
 
-This is eval's paired bootstrap over examples (``eval.bootstrap``; the method is described
+This is eval's paired bootstrap over examples (``eval.comparing.bootstrap``; the method is described
 there and in eval/README.md), extended to several training seeds the way eval extends it
 to several units: every (unit, seed) resamples its own examples independently, seeds are
 averaged per replicate exactly as the reported scores are, and units are then averaged
@@ -20,8 +20,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from eval.bootstrap import resample_means, significance, unit_rng
-from eval.compare import LoadedRun
+from eval.comparing.bootstrap import resample_means, significance, unit_rng
+from eval.comparing.compare import LoadedRun
 from eval.running.aggregate import aggregate
 from eval.running.scores import mean_matches_score
 

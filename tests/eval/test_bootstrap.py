@@ -3,8 +3,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from eval import bootstrap
-from eval.bootstrap import resample_means, significance, unit_rng
+from eval.comparing import bootstrap
+from eval.comparing.bootstrap import resample_means, significance, unit_rng
 
 
 def test_no_difference_is_not_significant():

@@ -59,7 +59,7 @@ def test_score_changing_options_join_the_resume_fingerprint(
 
 
 def test_compare_checks_the_new_score_changing_settings():
-    from eval.compare import COMPARED_SETTINGS
+    from eval.comparing.compare import COMPARED_SETTINGS
     from eval.running.store import FINGERPRINT_KEYS
 
     for key in ("system_instruction", "gen_kwargs", "max_length"):

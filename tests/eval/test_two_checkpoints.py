@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from eval.compare import compare_runs, load_run
+from eval.comparing.compare import compare_runs, load_run
 from eval.parallel_corpus import SENTENCES
 from eval.reports import write_comparison_report
 from eval.running.checkpoints import load_checkpoint
@@ -119,13 +119,13 @@ def test_separability_for_both_checkpoints_per_layer(two_checkpoint_outputs):
 
 
 def _with(run, **changes):
-    from eval.compare import LoadedRun
+    from eval.comparing.compare import LoadedRun
 
     return LoadedRun(root=run.root, summary={**run.summary, **changes})
 
 
 def test_runs_under_other_settings_are_refused_unless_allowed(two_checkpoint_outputs, tmp_path):
-    from eval.compare import SettingsMismatch
+    from eval.comparing.compare import SettingsMismatch
 
     _, (base, tuned), *_ = two_checkpoint_outputs
     two_shot = _with(tuned, settings={**tuned.summary["settings"], "num_fewshot": 2})

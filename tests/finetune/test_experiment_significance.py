@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from eval.compare import LoadedRun
+from eval.comparing.compare import LoadedRun
 from finetune.experiment.significance import paired_intervals, score_intervals
 
 

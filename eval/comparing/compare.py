@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from eval.atomic_io import read_json, read_jsonl
-from eval.bootstrap import resample_means, significance, unit_rng
+from eval.comparing.bootstrap import resample_means, significance, unit_rng
 from eval.running.aggregate import aggregate
 from eval.running.scores import mean_matches_score, per_example_values
 from eval.running.summary import SUMMARY_FORMAT
