@@ -25,6 +25,15 @@ What this relies on (measured on torch 2.13, gloo):
 The partition must refine DDP's buckets: each partition bucket lies inside one
 DDP bucket (``refmoo.ddp_buckets`` with the real gradient-ready order gives
 exactly DDP's buckets; ``per_tensor`` refines any of them).
+
+Tracing (``trace=AdapterTrace(...)``, :mod:`simulate.adapters.tracing`): every
+rank records, per language, the bucket buffer as the hook receives it, before
+it issues the all-reduce (its local gradient, divided by W under
+``average=True``, so that the reduced values are the sum of what is recorded);
+rank 0 records the reduced values the aggregation used (every rank holds the
+same ones) and, after the last pass, the ``.grad`` that DDP wrote, i.e. what
+the optimizer steps with. Reduced values and locals are stored per flat
+column, so DDP's bucket rebuild during step 0 does not matter.
 """
 
 from __future__ import annotations
@@ -38,21 +47,23 @@ from refmoo import Aggregator, Partition, bucketwise
 from refmoo.partitions import flat_parameters, trainable_parameters
 
 from ..comm import Comm
+from .tracing import AdapterTrace
 
 
 class DDPBucketMOO:
     """Register on a ``DistributedDataParallel`` model; see the module docstring."""
 
     def __init__(self, ddp_model: nn.Module, aggregator: Aggregator, partition: Partition,
-                 num_languages: int, *, comm: Comm | None = None, average: bool = False
-                 ) -> None:
+                 num_languages: int, *, comm: Comm | None = None, average: bool = False,
+                 trace: AdapterTrace | None = None) -> None:
         module = ddp_model.module
         spans = flat_parameters(module)
         if partition.dim != spans[-1].stop:
             raise ValueError(f"the partition covers {partition.dim} columns, the model has "
                              f"{spans[-1].stop}")
-        self.span_of = {id(p): s for (_, p), s in zip(trainable_parameters(module), spans,
-                                                      strict=True)}
+        named = trainable_parameters(module)
+        self.span_of = {id(p): s for (_, p), s in zip(named, spans, strict=True)}
+        self.params = [p for _, p in named]
         p0 = next(iter(module.parameters()))
         self.aggregator = aggregator
         self.partition = partition
@@ -64,6 +75,11 @@ class DDPBucketMOO:
         self._columns: dict[tuple[int, ...], Tensor] = {}
         self.last_buckets: dict[int, Tensor] = {}
         """DDP bucket index → its flat columns, as seen on the last pass."""
+        self.tracer = None if trace is None else trace.open(
+            aggregator=aggregator, partition=partition, num_languages=num_languages,
+            rank=self.comm.rank, world_size=self.comm.world_size, dtype=p0.dtype,
+            parameters=[(s.name, s.offset, s.numel, s.shape) for s in spans],
+            producer="simulate.adapters.ddp.DDPBucketMOO")
         ddp_model.register_comm_hook(self, DDPBucketMOO._hook)
 
     @contextmanager
@@ -75,6 +91,8 @@ class DDPBucketMOO:
             yield
         finally:
             self._k = None
+        if self.tracer is not None:  # only after a pass that completed
+            self._trace_pass(k)
 
     def backward(self, losses) -> None:
         """One backward pass per language, in order; every entry must run the DDP
@@ -102,6 +120,9 @@ class DDPBucketMOO:
                                "tell which language this gradient belongs to")
         buf = bucket.buffer()
         cols = state._bucket_columns(bucket)
+        if state.tracer is not None and state.tracer.active:
+            # Copied now: the all-reduce below overwrites the buffer in place.
+            state.tracer.local(k, cols, buf / state.comm.world_size if state.average else buf)
         fut = state.comm.all_reduce_async(buf, "grad")
         last = k == state.K - 1
         if last:
@@ -118,6 +139,19 @@ class DDPBucketMOO:
             return state._aggregate(cols).to(reduced.dtype)
 
         return fut.then(done)
+
+    def _trace_pass(self, k: int) -> None:
+        """Language k's pass is over: DDP has waited for every bucket's future."""
+        tracer, D = self.tracer, self.partition.dim
+        if self.comm.rank == 0:
+            tracer.reduced(k, torch.arange(D), self.G[k])
+            if k == self.K - 1:
+                tracer.output(torch.arange(D), torch.cat([
+                    # A parameter without .grad is left alone by the optimizer.
+                    (p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
+                    for p in self.params]))
+        if k == self.K - 1:
+            tracer.end_step()
 
     def _aggregate(self, cols: Tensor) -> Tensor:
         P = self.partition

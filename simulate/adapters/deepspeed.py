@@ -42,6 +42,18 @@ Limits of this route:
   driven by the real steps instead);
 - on the CPU accelerator DeepSpeed JIT-builds a shared-memory comm op on first
   use (``ninja``; cached afterwards).
+
+Tracing (``trace=AdapterTrace(...)``, :mod:`simulate.adapters.tracing`): the
+adapter registers a post-accumulate-grad hook on every parameter when it is
+built, that is before ``deepspeed.initialize`` registers ZeRO's own, so each
+hook sees ``param.grad`` just before ZeRO-2 copies it into its IPG bucket: the
+rank's local gradient. ZeRO divides that bucket by W before it reduces
+(``gradient_allreduce_op: "mean"``, the default), so the trace records
+local / W (``average=False`` for ``"sum"``), and the reduced partition
+gradient is the sum of what is recorded. :meth:`ZeroMOOOptimizer.step` records
+the reduced gradient of the owned buckets and the direction it hands to the
+wrapped optimizer. float32 parameters only: in fp16/bf16 ZeRO reduces in the
+low precision, with loss scaling, which the trace does not model.
 """
 
 from __future__ import annotations
@@ -52,13 +64,16 @@ from torch import Tensor
 from refmoo import Aggregator, Partition, bucketwise
 from refmoo.partitions.zero import rank_bounds
 
+from .tracing import AdapterTrace
+
 
 class ZeroMOOOptimizer(torch.optim.Optimizer):
     """Wraps ``inner`` (built on the model's parameters); shares its param groups so
     that DeepSpeed's swap to the fp32 partition reaches the inner optimizer."""
 
     def __init__(self, inner: torch.optim.Optimizer, aggregator: Aggregator,
-                 partition: Partition, num_languages: int, rank: int, world_size: int) -> None:
+                 partition: Partition, num_languages: int, rank: int, world_size: int, *,
+                 trace: AdapterTrace | None = None, average: bool = True) -> None:
         if partition.layout is None or any(lay.rank is None for lay in partition.layout):
             raise ValueError("the partition must be refmoo.zero_buckets(..., world_size=W)")
         self.inner = inner
@@ -71,16 +86,40 @@ class ZeroMOOOptimizer(torch.optim.Optimizer):
         lo, hi = rank_bounds(partition.dim, world_size)[rank]
         self.owned = [b for b, lay in enumerate(partition.layout) if lay.rank == rank]
         cols = [partition.indices(b) for b in self.owned]
-        if cols:
-            idx = torch.cat(cols)
-            if int(idx.min()) < lo or int(idx.max()) >= hi:
-                raise ValueError("an owned bucket lies outside this rank's ZeRO partition")
-            self.positions = idx - lo
-        else:
-            self.positions = torch.empty(0, dtype=torch.long)
+        self.columns = torch.cat(cols) if cols else torch.empty(0, dtype=torch.long)
+        if cols and (int(self.columns.min()) < lo or int(self.columns.max()) >= hi):
+            raise ValueError("an owned bucket lies outside this rank's ZeRO partition")
+        self.positions = self.columns - lo
         self.local = Partition.from_sizes([partition.sizes[b] for b in self.owned]) \
             if self.owned else None
         self.G: Tensor | None = None
+        self.tracer = None
+        if trace is not None:
+            self._start_trace(trace, aggregator, partition, rank, world_size, average)
+
+    def _start_trace(self, trace: AdapterTrace, aggregator: Aggregator, partition: Partition,
+                     rank: int, world_size: int, average: bool) -> None:
+        # ZeRO flattens the parameters in param-group order: those are the flat columns.
+        params = [p for g in self.param_groups for p in g["params"]]
+        if sum(p.numel() for p in params) != partition.dim:
+            raise ValueError(f"the optimizer's parameters have {sum(p.numel() for p in params)} "
+                             f"elements, the partition {partition.dim}")
+        wrong = {p.dtype for p in params} - {torch.float32}
+        if wrong:
+            raise ValueError(f"tracing needs float32 parameters (ZeRO reduces {wrong} in low "
+                             "precision, with loss scaling)")
+        self.tracer = trace.open(aggregator=aggregator, partition=partition,
+                                 num_languages=self.K, rank=rank, world_size=world_size,
+                                 dtype=torch.float32, parameters=None,
+                                 producer="simulate.adapters.deepspeed.ZeroMOOOptimizer")
+        divisor = world_size if average else 1  # as ZeRO divides: the same rounding
+        offset = 0
+        for p in params:
+            cols = torch.arange(offset, offset + p.numel())
+            p.register_post_accumulate_grad_hook(
+                lambda p, cols=cols: self.tracer.local(self.k, cols, p.grad / divisor)
+                if self.tracer.active else None)
+            offset += p.numel()
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         self.inner.zero_grad(set_to_none=set_to_none)
@@ -93,6 +132,8 @@ class ZeroMOOOptimizer(torch.optim.Optimizer):
         if self.G is None:
             self.G = grad.new_zeros(self.K, pos.numel())
         self.G[self.k] = grad[pos]
+        if self.tracer is not None:
+            self.tracer.reduced(self.k, self.columns, self.G[self.k])
         if self.k < self.K - 1:
             self.k += 1
             return None
@@ -101,7 +142,11 @@ class ZeroMOOOptimizer(torch.optim.Optimizer):
         if self.local is not None:
             direction[pos] = bucketwise(self.aggregator, self.G, self.local, keys=self.owned)
         param.grad = direction.view_as(param.grad)
-        return self.inner.step(closure)
+        out = self.inner.step(closure)
+        if self.tracer is not None:
+            self.tracer.output(self.columns, direction[pos])
+            self.tracer.end_step()
+        return out
 
 
 def ds_config(reduce_bucket_size: int, world_size: int) -> dict:

@@ -29,6 +29,18 @@ sums them over ranks in one all-reduce of M·K(K+1)/2 numbers (upper
 triangles, symmetric by construction: ``refmoo.gram``), solves the weights
 :math:`w_b = w(Q^b)` on every rank, and writes :math:`w_b^\top G^{b\cap S_r}` into
 the rank's sharded ``.grad``. No rank ever holds another rank's gradients.
+
+Tracing (``trace=AdapterTrace(...)``, :mod:`simulate.adapters.tracing`), on
+both classes: each unit's reduce-scatter is wrapped (``set_custom_reduce_scatter``
+around the one installed, which still does the work), so every rank records the
+input FSDP2 hands to the collective, after its copy-in: the rank's local
+gradient of every column of the unit (chunk r' of the input is its contribution
+to rank r''s shard). The sum reduction set up above makes the reduced shard the
+plain sum of those inputs. Each rank records the reduced shard the hook
+received and, once the direction is in place (after the last pass, or after
+:meth:`FSDP2GramMOO.finish`), its sharded ``.grad``: what the optimizer steps
+with. Assumes no ``MixedPrecisionPolicy`` (the trace has the parameters' dtype)
+and W ≥ 2 (at W = 1 FSDP2 skips the collective and no locals are recorded).
 """
 
 from __future__ import annotations
@@ -43,6 +55,8 @@ from refmoo import Aggregator, GramAggregator, Partition, bucket_grams, bucketwi
 from refmoo.gram import from_upper_triangle, upper_triangle
 from refmoo.partitions import flat_parameters
 from refmoo.partitions.fsdp import ROOT, chunk_rows
+
+from .tracing import AdapterTrace
 
 
 class _UnitShard:
@@ -68,11 +82,45 @@ class _UnitShard:
         self.numel = start
 
 
+class _ObservedReduceScatter:
+    """The reduce-scatter FSDP2 had installed, unchanged, with its input shown to
+    ``observe`` before the collective reads it (FSDP2's ``ReduceScatter`` protocol)."""
+
+    def __init__(self, inner, observe) -> None:
+        self.inner = inner
+        self.observe = observe
+
+    def allocate(self, size, *, dtype: torch.dtype, device: torch.device) -> Tensor:
+        return self.inner.allocate(size, dtype=dtype, device=device)
+
+    def __call__(self, output_tensor: Tensor, input_tensor: Tensor, group, op,
+                 async_op: bool = False):
+        self.observe(input_tensor)
+        return self.inner(output_tensor=output_tensor, input_tensor=input_tensor, group=group,
+                          op=op, async_op=async_op)
+
+
+def _installed_reduce_scatter(module: nn.Module):
+    # torch offers a setter but no getter; the unit's one parameter group holds it.
+    groups = getattr(module._get_fsdp_state(), "_fsdp_param_groups", None)
+    comm = getattr(groups[0], "_reduce_scatter_comm", None) if groups else None
+    if comm is None:
+        raise RuntimeError("tracing needs FSDP2's installed reduce-scatter "
+                           "(FSDPParamGroup._reduce_scatter_comm, torch 2.13); this torch "
+                           "does not expose it there")
+    return comm
+
+
 class _FSDP2Hooks:
     """The common part: sum reduction, one hook per unit, language k's shard stored."""
 
+    _output_after_last_pass = True
+    """Whether ``.grad`` holds the direction once the last pass is over (else
+    the subclass traces its output itself)."""
+
     def __init__(self, model: nn.Module, units: list[str], shards: Partition,
-                 num_languages: int, rank: int, world_size: int) -> None:
+                 num_languages: int, rank: int, world_size: int,
+                 trace: AdapterTrace | None = None, traced: Partition | None = None) -> None:
         from torch.distributed.fsdp import FSDPModule
 
         if shards.layout is None:
@@ -81,12 +129,19 @@ class _FSDP2Hooks:
         self.model = model
         self.K = num_languages
         self.rank = rank
+        self.world_size = world_size
         self._k: int | None = None
         self.shards: dict[str, Tensor] = {}
         """unit → this rank's ``[K, n]`` shard of the K reduced gradients."""
         self.layout: dict[str, _UnitShard] = {}
         modules = dict(model.named_modules())
         by_name = {lay.name: b for b, lay in enumerate(shards.layout)}
+        self.tracer = None if trace is None else trace.open(
+            aggregator=self.aggregator, partition=traced if traced is not None else shards,
+            num_languages=num_languages, rank=rank, world_size=world_size,
+            dtype=next(iter(model.parameters())).dtype,
+            parameters=[(s.name, s.offset, s.numel, s.shape) for s in spans.values()],
+            producer=f"simulate.adapters.fsdp2.{type(self).__name__}")
         for unit in [ROOT, *units]:
             module = model if unit == ROOT else modules[unit]
             if not isinstance(module, FSDPModule):
@@ -101,6 +156,11 @@ class _FSDP2Hooks:
             if bucket is not None and shard.positions.numel() != shards.sizes[bucket]:
                 raise ValueError(f"unit {unit!r}: shard layout does not match the partition")
             module.set_all_reduce_hook(self._make_hook(unit, bucket, shard))
+            if self.tracer is not None:
+                everyone = [_UnitShard(order[0].pieces, spans, world_size, r)
+                            for r in range(world_size)]
+                module.set_custom_reduce_scatter(_ObservedReduceScatter(
+                    _installed_reduce_scatter(module), self._observer(everyone)))
 
     @contextmanager
     def language(self, k: int):
@@ -109,6 +169,8 @@ class _FSDP2Hooks:
             yield
         finally:
             self._k = None
+        if self.tracer is not None:  # only after a pass that completed
+            self._trace_pass(k)
 
     def backward(self, losses) -> None:
         for k, loss in enumerate(losses):
@@ -139,6 +201,40 @@ class _FSDP2Hooks:
     def _last_pass(self, unit, bucket, G, reduce_output, positions) -> None:
         """Language K−1's shard is stored; ``reduce_output`` is zero."""
 
+    # -- tracing ------------------------------------------------------------------
+    def _observer(self, everyone: list[_UnitShard]):
+        """Records a unit's reduce-scatter input: row r is this rank's contribution
+        to rank r's shard, in rank r's padded layout."""
+        def observe(input_tensor: Tensor) -> None:
+            k = self._k
+            if k is None or not self.tracer.active:  # outside a pass the hook will raise
+                return
+            rows = input_tensor.view(len(everyone), -1)
+            for r, shard in enumerate(everyone):
+                self.tracer.local(k, shard.columns, rows[r][shard.positions.to(rows.device)])
+        return observe
+
+    def _trace_pass(self, k: int) -> None:
+        for unit, G in self.shards.items():
+            self.tracer.reduced(k, self.layout[unit].columns, G[k])
+        if k == self.K - 1 and self._output_after_last_pass:
+            self._trace_output()
+
+    def _trace_output(self) -> None:
+        """The direction as the optimizer will see it: this rank's sharded ``.grad``."""
+        params = dict(self.model.named_parameters())
+        for unit in self.shards:
+            shard = self.layout[unit]
+            parts = []
+            for name, n in shard.params:
+                if n:
+                    g = params[name].grad
+                    # A parameter without .grad is left alone by the optimizer.
+                    parts.append(g.to_local().reshape(-1) if g is not None else
+                                 torch.zeros(n, dtype=self.shards[unit].dtype))
+            self.tracer.output(shard.columns, torch.cat(parts))
+        self.tracer.end_step()
+
 
 class FSDP2BucketMOO(_FSDP2Hooks):
     """Attach to a model already wrapped with ``fully_shard`` (units, then the root).
@@ -148,11 +244,12 @@ class FSDP2BucketMOO(_FSDP2Hooks):
     """
 
     def __init__(self, model: nn.Module, units: list[str], aggregator: Aggregator,
-                 partition: Partition, num_languages: int, rank: int, world_size: int) -> None:
+                 partition: Partition, num_languages: int, rank: int, world_size: int, *,
+                 trace: AdapterTrace | None = None) -> None:
         self.aggregator = aggregator
         self.buckets: dict[str, int] = {}
         """unit → the partition bucket this rank owns in it."""
-        super().__init__(model, units, partition, num_languages, rank, world_size)
+        super().__init__(model, units, partition, num_languages, rank, world_size, trace)
 
     def _last_pass(self, unit, bucket, G, reduce_output, positions) -> None:
         local = Partition.from_sizes([positions.numel()])
@@ -166,12 +263,14 @@ class FSDP2GramMOO(_FSDP2Hooks):
     ``shards`` is ``refmoo.fsdp2_units(model, units, world_size)`` (the engine's
     layout), ``partition`` the MOO's buckets (``Partition.single(D)`` for the full
     vector), both built on the unwrapped model. Run the K passes, then :meth:`finish`
-    on every rank before the optimizer step.
+    on every rank before the optimizer step. A trace's buckets are ``partition``'s.
     """
+
+    _output_after_last_pass = False  # the direction exists only after finish()
 
     def __init__(self, model: nn.Module, units: list[str], aggregator: Aggregator,
                  shards: Partition, partition: Partition, num_languages: int, rank: int,
-                 world_size: int, group=None) -> None:
+                 world_size: int, group=None, *, trace: AdapterTrace | None = None) -> None:
         if not isinstance(aggregator, GramAggregator):
             raise ValueError(f"{aggregator!r} is not Gram-based: its update needs the whole "
                              "bucket, which no rank holds under FSDP2")
@@ -183,7 +282,8 @@ class FSDP2GramMOO(_FSDP2Hooks):
         self.group = group
         self.weights: Tensor | None = None
         """``[M, K]``: the last step's weights, the same on every rank."""
-        super().__init__(model, units, shards, num_languages, rank, world_size)
+        super().__init__(model, units, shards, num_languages, rank, world_size, trace,
+                         traced=partition)
 
     def local_gradients(self) -> tuple[Tensor, Tensor]:
         """This rank's ``[K, n]`` shard of G (all units) and the n global columns."""
@@ -208,6 +308,8 @@ class FSDP2GramMOO(_FSDP2Hooks):
         w = self.weights.to(G.dtype)[self.partition.bucket_of.to(cols.device)[cols]]  # [n, K]
         direction = (G * w.T).sum(0)
         self._write(direction)
+        if self.tracer is not None:
+            self._trace_output()
         return self.weights
 
     @torch.no_grad()

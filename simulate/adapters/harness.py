@@ -6,7 +6,9 @@ the real engine (DDP, FSDP2, DeepSpeed), trains ``cfg.steps`` steps with K
 backward passes each, and returns the final flat parameters from rank 0 (and
 what the adapter observed). The reference is :func:`simulate.reference.reference_run`
 with the strategy that engine implements (``bucket-replicated`` for DDP,
-``bucket`` for FSDP2 and ZeRO-2).
+``bucket`` for FSDP2 and ZeRO-2). ``traces``, one
+:class:`~simulate.adapters.tracing.AdapterTrace` or None per config, turns on
+the adapter's own tracing.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from ..config import RunConfig
 from ..launch import RankInfo
 from ..schemes import build_partition
 from ..workload import build_model, language_losses, probe_loss
+from .tracing import AdapterTrace
 
 
 def _flat(model: torch.nn.Module) -> torch.Tensor:
@@ -47,15 +50,27 @@ def ddp_cap_mb(spec: str) -> float:
     return caps[0]
 
 
-def train_ddp(info: RankInfo, configs: list[RunConfig]) -> list[dict[str, Any]]:
-    return [_train_ddp(info, cfg) for cfg in configs]
+Traces = list[AdapterTrace | None] | None
 
 
-def train_fsdp2(info: RankInfo, configs: list[RunConfig]) -> list[dict[str, Any]]:
-    return [_train_fsdp2(info, cfg) for cfg in configs]
+def _paired(configs: list[RunConfig], traces: Traces) -> list[tuple[RunConfig, Any]]:
+    traces = [None] * len(configs) if traces is None else traces
+    if len(traces) != len(configs):
+        raise ValueError(f"{len(traces)} traces for {len(configs)} configs")
+    return list(zip(configs, traces, strict=True))
 
 
-def _train_ddp(info: RankInfo, cfg: RunConfig) -> dict[str, Any]:
+def train_ddp(info: RankInfo, configs: list[RunConfig], traces: Traces = None
+              ) -> list[dict[str, Any]]:
+    return [_train_ddp(info, cfg, t) for cfg, t in _paired(configs, traces)]
+
+
+def train_fsdp2(info: RankInfo, configs: list[RunConfig], traces: Traces = None
+                ) -> list[dict[str, Any]]:
+    return [_train_fsdp2(info, cfg, t) for cfg, t in _paired(configs, traces)]
+
+
+def _train_ddp(info: RankInfo, cfg: RunConfig, trace: AdapterTrace | None) -> dict[str, Any]:
     from torch.nn.parallel import DistributedDataParallel as DDP
 
     from .ddp import DDPBucketMOO
@@ -65,7 +80,8 @@ def _train_ddp(info: RankInfo, cfg: RunConfig) -> dict[str, Any]:
     partition, _ = build_partition(cfg.partition, model, info.world_size, probe_loss(wl, model))
     ddp = DDP(model, bucket_cap_mb=ddp_cap_mb(cfg.partition))
     comm = Comm(info.group)
-    moo = DDPBucketMOO(ddp, cfg.make_aggregator(), partition, wl.num_languages, comm=comm)
+    moo = DDPBucketMOO(ddp, cfg.make_aggregator(), partition, wl.num_languages, comm=comm,
+                       trace=trace)
     optimizer = cfg.make_optimizer([p for _, p in trainable_parameters(model)])
     for step in range(cfg.steps):
         optimizer.zero_grad(set_to_none=True)
@@ -80,7 +96,8 @@ def _train_ddp(info: RankInfo, cfg: RunConfig) -> dict[str, Any]:
             "comm": {k: (v.calls, float(v.bytes)) for k, v in comm.ledger.items()}}
 
 
-def _train_fsdp2(info: RankInfo, cfg: RunConfig) -> dict[str, Any]:
+def _train_fsdp2(info: RankInfo, cfg: RunConfig, trace: AdapterTrace | None
+                 ) -> dict[str, Any]:
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard
 
@@ -103,7 +120,7 @@ def _train_fsdp2(info: RankInfo, cfg: RunConfig) -> dict[str, Any]:
         fully_shard(modules[name], mesh=mesh)
     fully_shard(model, mesh=mesh)
     moo = FSDP2BucketMOO(model, units, cfg.make_aggregator(), partition, wl.num_languages,
-                         info.rank, info.world_size)
+                         info.rank, info.world_size, trace=trace)
     optimizer = cfg.make_optimizer([p for _, p in trainable_parameters(model)])
     for step in range(cfg.steps):
         optimizer.zero_grad(set_to_none=True)
@@ -115,7 +132,8 @@ def _train_fsdp2(info: RankInfo, cfg: RunConfig) -> dict[str, Any]:
             "shard_elements": sum(g.shape[1] for g in moo.shards.values())}
 
 
-def train_deepspeed(info: RankInfo, configs: list[RunConfig]) -> list[dict[str, Any]]:
+def train_deepspeed(info: RankInfo, configs: list[RunConfig], traces: Traces = None
+                    ) -> list[dict[str, Any]]:
     import os
 
     os.environ.setdefault("DS_ACCELERATOR", "cpu")
@@ -123,10 +141,11 @@ def train_deepspeed(info: RankInfo, configs: list[RunConfig]) -> list[dict[str, 
     os.environ.setdefault("LOCAL_RANK", str(info.rank))
     os.environ.setdefault("RANK", str(info.rank))
     os.environ.setdefault("WORLD_SIZE", str(info.world_size))
-    return [_train_deepspeed(info, cfg) for cfg in configs]
+    return [_train_deepspeed(info, cfg, t) for cfg, t in _paired(configs, traces)]
 
 
-def _train_deepspeed(info: RankInfo, cfg: RunConfig) -> dict[str, Any]:
+def _train_deepspeed(info: RankInfo, cfg: RunConfig, trace: AdapterTrace | None
+                     ) -> dict[str, Any]:
     import deepspeed
 
     from .deepspeed import ZeroMOOOptimizer, ds_config
@@ -141,7 +160,7 @@ def _train_deepspeed(info: RankInfo, cfg: RunConfig) -> dict[str, Any]:
     partition, _ = build_partition(cfg.partition, model, info.world_size, probe_loss(wl, model))
     inner = cfg.make_optimizer([p for _, p in trainable_parameters(model)])
     opt = ZeroMOOOptimizer(inner, cfg.make_aggregator(), partition, wl.num_languages,
-                           info.rank, info.world_size)
+                           info.rank, info.world_size, trace=trace)
     engine, *_ = deepspeed.initialize(model=model, optimizer=opt,
                                       config=ds_config(size, info.world_size),
                                       dist_init_required=False)

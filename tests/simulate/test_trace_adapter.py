@@ -1,8 +1,16 @@
-"""A real gloo DDP run, driven through the DDP comm-hook adapter, writes a trace
-with :class:`simulate.trace_io.StepRecorder` that ``refmoo verify`` checks end to
-end: the reduction against every rank's locals and the aggregation against the
-reference. An averaging hook on per-rank shares of the loss (a real bug: the
-gradient comes out divided by W once more) is caught and named."""
+"""A trace written by hand around an engine, with :class:`simulate.trace_io.StepRecorder`
+(the route for an engine without a built-in ``trace=`` option; the adapters' own
+traces are tested in test_adapter_traces.py): a real gloo DDP run through the
+comm-hook adapter, with the locals computed *independently* of the engine, by
+``refmoo.language_gradients`` on each rank's share of the loss. ``refmoo verify``
+checks it end to end: the reduction against those locals and the aggregation
+against the reference.
+
+Independent locals catch what the adapter's own trace cannot: a wrong loss
+convention. ``average=True`` on per-rank shares of the loss divides the global
+gradient by W once more; the built-in trace records what the engine fed in (the
+bucket divided by W under ``average=True``), which sums correctly, while the
+locals here are the true shares, so the bug is caught and named."""
 
 import pytest
 import torch
