@@ -145,6 +145,44 @@ def test_adapter_trace_verifies_and_names_a_broken_reduction(engine, tmp_path):
                                    f"{holders[0]}'s local (not reduced?)")
 
 
+def _gram_traced(info: RankInfo, directory: str) -> None:
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    from refmoo import fsdp2_units
+    from simulate.adapters.fsdp2 import FSDP2GramMOO
+    from simulate.workload import block_names, language_losses
+
+    W, model = info.world_size, build_model(WL)
+    units = block_names(model)
+    shards = fsdp2_units(model, units, W)
+    mesh = init_device_mesh("cpu", (W,))
+    modules = dict(model.named_modules())
+    for name in units:
+        fully_shard(modules[name], mesh=mesh)
+    fully_shard(model, mesh=mesh)
+    moo = FSDP2GramMOO(model, units, MGDA(), shards, Partition.single(shards.dim), 3,
+                       info.rank, W, trace=AdapterTrace(directory, "mgda"))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    for step in range(STEPS):
+        optimizer.zero_grad(set_to_none=True)
+        moo.backward(language_losses(WL, model, step, info.rank, W, zero_if_empty=True))
+        moo.finish()
+        optimizer.step()
+
+
+@pytest.mark.slow
+def test_fsdp2_gram_trace_of_the_full_vector_verifies(tmp_path):
+    # Full-vector MGDA from partial Grams: no rank holds the bucket, each writes its
+    # shards' reduced values and direction, and verify assembles the one bucket.
+    spawn(_gram_traced, 2, (str(tmp_path),), timeout_s=120)
+    report = verify(tmp_path)
+    assert report.ok, format_report(report)
+    assert [(c.step, c.bucket) for c in report.checks] == [(s, 0) for s in range(STEPS)]
+    assert [(r.step, r.ok, r.reduced_by) for r in report.reductions] == \
+        [(s, True, [0, 1]) for s in range(STEPS)]
+
+
 # -- the options, without spawning ------------------------------------------------
 
 def test_adapter_trace_options_that_contradict_the_adapter_are_refused(tmp_path):
