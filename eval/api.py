@@ -8,7 +8,7 @@ from typing import Any
 
 from eval.languages.registry import build_registry, load_task_manager
 from eval.languages.selection import EVERY_OTHER, plan_run
-from eval.reports import write_run_report
+from eval.reporting.write import write_run_report
 from eval.running.checkpoints import (
     CheckpointError,
     adapter_source,

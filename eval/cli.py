@@ -299,8 +299,8 @@ def _prefetch(args) -> int:
 
 def _compare(args) -> int:
     from eval.comparing.compare import compare_runs, load_run
-    from eval.markdown_report import headline
-    from eval.reports import write_comparison_report
+    from eval.reporting.markdown import headline
+    from eval.reporting.write import write_comparison_report
 
     runs = [load_run(path) for path in args.runs]
     comparison = compare_runs(runs, args.baseline, iterations=args.iterations, seed=args.seed,

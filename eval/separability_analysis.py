@@ -6,10 +6,10 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from eval import plots
 from eval.atomic_io import write_json_atomic, write_text_atomic
 from eval.hidden_states import sentence_representations
 from eval.languages.codes import canonical_language
+from eval.reporting import plots
 from eval.running.checkpoints import LoadedCheckpoint
 from eval.separability import (
     DEFAULT_THRESHOLD,

@@ -15,8 +15,8 @@ matplotlib.use("Agg")  # files only: no display on servers or in CI
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from eval import plots as eval_plots  # noqa: E402
 from eval.atomic_io import write_atomic  # noqa: E402
+from eval.reporting import plots as eval_plots  # noqa: E402
 
 
 def loss_curves(curves: Mapping[str, dict], path: Path) -> Path:

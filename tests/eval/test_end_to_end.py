@@ -13,7 +13,7 @@ import eval.running.runner
 from eval.api import evaluate_checkpoint
 from eval.languages.registry import build_registry, load_task_manager
 from eval.languages.selection import plan_run
-from eval.reports import write_run_report
+from eval.reporting.write import write_run_report
 from eval.running.checkpoints import CheckpointError, load_checkpoint
 from eval.running.runner import EvalSettings, run_evaluation
 from eval.running.store import RunSettingsMismatch

@@ -14,7 +14,7 @@ import eval.api
 from eval.api import evaluate_checkpoint
 from eval.cli import _batch_size
 from eval.languages.selection import plan_run
-from eval.plots import _gap_after, text_colour
+from eval.reporting.plots import _gap_after, text_colour
 from eval.running.checkpoints import CheckpointError, load_checkpoint
 from eval.running.runner import EvalSettings, run_evaluation
 from eval.running.store import RunSettingsMismatch

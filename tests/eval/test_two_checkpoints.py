@@ -10,7 +10,7 @@ import pytest
 
 from eval.comparing.compare import compare_runs, load_run
 from eval.parallel_corpus import SENTENCES
-from eval.reports import write_comparison_report
+from eval.reporting.write import write_comparison_report
 from eval.running.checkpoints import load_checkpoint
 from eval.running.runner import EvalSettings, run_evaluation
 from eval.separability_analysis import analyse_checkpoints
@@ -185,7 +185,7 @@ def test_comparison_has_language_and_unit_tables_and_csv(two_checkpoint_outputs)
 
 
 def test_headline_gives_p_values_next_to_the_seen_and_unseen_delta(two_checkpoint_outputs):
-    from eval.markdown_report import headline
+    from eval.reporting.markdown import headline
 
     _, _, comparison, *_ = two_checkpoint_outputs
     (line,) = headline(comparison)

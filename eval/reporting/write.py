@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from eval import plots, tables
 from eval.atomic_io import write_json_atomic, write_text_atomic
-from eval.markdown_report import comparison_report, run_report
+from eval.reporting import plots, tables
+from eval.reporting.markdown import comparison_report, run_report
 
 
 def write_run_report(run_dir: str | Path, summary: dict) -> Path:
