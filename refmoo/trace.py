@@ -41,8 +41,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,18 @@ def _gamma(n: int, dtype: torch.dtype) -> float:
 
 
 # -- writing -----------------------------------------------------------------
+
+def _write_atomic(path: Path, root: Path, write: Callable[[str], object]) -> None:
+    """``write(tmp)`` then rename onto ``path``: a reader (or a crash) never sees half a
+    file. The temporary lies in the trace's root, where :class:`Trace` looks for no
+    file, and on the same filesystem, so ``os.replace`` is atomic."""
+    tmp = root / f".{path.name}.{os.getpid()}.tmp"
+    try:
+        write(str(tmp))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
 
 def _layout_json(partition: Partition) -> list[list[list[Any]]] | None:
     if partition.layout is None:
@@ -131,10 +144,13 @@ class TraceWriter:
                 for n, o, c, s in parameters],
             "meta": meta or {},
         }
-        save_file({"order": partition.order.contiguous(),
-                   "sizes": torch.tensor(partition.sizes, dtype=torch.long)},
-                  str(self.dir / "partition.safetensors"))
-        (self.dir / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+        # The manifest is written last: a directory with one has a complete partition.
+        _write_atomic(self.dir / "partition.safetensors", self.dir, lambda tmp: save_file(
+            {"order": partition.order.contiguous(),
+             "sizes": torch.tensor(partition.sizes, dtype=torch.long)}, tmp))
+        text = json.dumps(manifest, indent=1) + "\n"
+        _write_atomic(self.dir / "manifest.json", self.dir,
+                      lambda tmp: Path(tmp).write_text(text))
 
     def write(self, step: int, columns: Tensor, grads: Tensor, output: Tensor, *,
               local_columns: Tensor | None = None, local_grads: Tensor | None = None) -> Path:
@@ -163,7 +179,8 @@ class TraceWriter:
             if name in tensors and tensors[name].dtype != self.dtype:
                 raise TraceError(f"{name} is {tensors[name].dtype}, the trace is {self.dtype}")
         path = self.dir / "steps" / step_file_name(step, self.rank)
-        save_file(tensors, str(path), metadata={"step": str(step), "rank": str(self.rank)})
+        _write_atomic(path, self.dir, lambda tmp: save_file(
+            tensors, tmp, metadata={"step": str(step), "rank": str(self.rank)}))
         return path
 
 

@@ -40,13 +40,22 @@ class StepRecorder:
     file: the reduced gradients on the columns that have an output, which must
     then have all K languages, and the locals on the columns where all K are
     present.
+
+    Memory: while a step is being recorded, (2K + 1)·D numbers of the trace's
+    dtype (and as many flags); nothing between steps.
     """
 
     def __init__(self, writer: TraceWriter) -> None:
         self.writer = writer
         self.step: int | None = None
-        K, D = writer.K, writer.partition.dim
-        self._bufs = {name: torch.zeros(K if name != "output" else 1, D, dtype=writer.dtype)
+        self._bufs: dict[str, Tensor] = {}
+        self._have: dict[str, Tensor] = {}
+
+    def _start(self, step: int) -> None:
+        K, D = self.writer.K, self.writer.partition.dim
+        self.step = step
+        self._bufs = {name: torch.zeros(K if name != "output" else 1, D,
+                                        dtype=self.writer.dtype)
                       for name in ("local", "reduced", "output")}
         self._have = {name: torch.zeros(b.shape, dtype=torch.bool)
                       for name, b in self._bufs.items()}
@@ -56,7 +65,8 @@ class StepRecorder:
                output: Tensor | None = None) -> None:
         if self.step is not None and step != self.step:
             self.flush()
-        self.step = step
+        if self.step is None:
+            self._start(step)
         cols = torch.as_tensor(columns, dtype=torch.long).reshape(-1).cpu()
         for name, value in (("local", local), ("reduced", reduced), ("output", output)):
             if value is None:
@@ -83,9 +93,7 @@ class StepRecorder:
             kw = {"local_columns": local_cols, "local_grads": self._bufs["local"][:, local_cols]}
         path = self.writer.write(self.step, out_cols, self._bufs["reduced"][:, out_cols],
                                  self._bufs["output"][0, out_cols], **kw)
-        for have in self._have.values():
-            have.zero_()
-        self.step = None
+        self._bufs, self._have, self.step = {}, {}, None
         return path
 
 

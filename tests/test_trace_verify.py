@@ -170,3 +170,24 @@ def test_published_counter_hash_reproduces_pcgrad_and_graddrop():
             assert perms == [ns["pcgrad_order"](seed, bucket, i, K) for i in range(K)]
             U = GradDrop(seed=seed).uniforms(torch.tensor(bucket), torch.arange(20)).tolist()
             assert U == [ns["graddrop_uniform"](seed, bucket, j) for j in range(20)]
+
+
+def test_a_write_that_fails_midway_leaves_no_file(tmp_path, monkeypatch):
+    # The step file appears whole or not at all (written aside, then renamed), so an
+    # interrupted rank never leaves a truncated file that verify would reject.
+    import refmoo.trace
+
+    w = TraceWriter(tmp_path, partition=P, aggregator="mgda", languages=K)
+
+    def dies_midway(tensors, path, metadata=None):
+        with open(path, "wb") as f:
+            f.write(b"\x08\x00\x00\x00")  # the start of a header, no more
+        raise OSError("disk full")
+
+    monkeypatch.setattr(refmoo.trace, "save_file", dies_midway)
+    G = torch.zeros(K, P.dim)
+    with pytest.raises(OSError, match="disk full"):
+        w.write(0, torch.arange(P.dim), G, G[0])
+    assert list((tmp_path / "steps").iterdir()) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == \
+        ["manifest.json", "partition.safetensors", "steps"]
