@@ -1,16 +1,18 @@
-"""One call for a training script or notebook: evaluate a checkpoint and write its report."""
+"""One call per job for a training script or notebook: evaluate a checkpoint, or measure
+language separability, and write the report."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from eval.languages.registry import build_registry, load_task_manager
 from eval.languages.selection import EVERY_OTHER, plan_run
-from eval.reporting.write import write_run_report
+from eval.reporting.write import write_run_report, write_separability_report
 from eval.running.checkpoints import (
     CheckpointError,
+    LoadedCheckpoint,
     adapter_source,
     checkpoint_source,
     from_objects,
@@ -96,6 +98,29 @@ def evaluate_checkpoint(
         on_summary=lambda final: write_run_report(out_dir, final),
     )
     return summary
+
+
+
+def analyse_checkpoints(
+    checkpoints: Mapping[str, LoadedCheckpoint | Callable[[], LoadedCheckpoint]],
+    parallel: Mapping[str, Sequence[str]],
+    out_dir: str | Path,
+    **options: Any,
+) -> dict:
+    """Per-layer separability of ``checkpoints`` (loaded, or zero-argument loaders) on the
+    ``parallel`` sentences, written to ``out_dir`` as separability.json, .md and .png.
+
+    ``options`` are those of ``eval.separability.analysis.measure_checkpoints`` (threshold,
+    seed, batch_size, bootstrap_iterations, baseline), with its defaults. Returns the
+    JSON payload.
+    """
+    # Imported here: the analysis pulls in torch and scikit-learn (seconds), which
+    # evaluate_checkpoint's callers and `python -m eval run` do not need.
+    from eval.separability.analysis import measure_checkpoints
+
+    separability = measure_checkpoints(checkpoints, parallel, **options)
+    write_separability_report(out_dir, separability)
+    return separability
 
 
 def _process_device(device: str) -> str:

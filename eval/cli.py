@@ -317,13 +317,10 @@ def _compare(args) -> int:
 def _separability(args) -> int:
     from functools import partial
 
+    from eval.api import analyse_checkpoints
     from eval.parallel_corpus import SENTENCES
     from eval.running.checkpoints import load_checkpoint
-    from eval.separability_analysis import (
-        analyse_checkpoints,
-        load_parallel_dir,
-        load_parallel_file,
-    )
+    from eval.separability.corpus import load_parallel_dir, load_parallel_file
 
     models = dict(_label_path(spec) for spec in args.model)
     if args.parallel_file and args.parallel_dir:

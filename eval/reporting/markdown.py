@@ -1,4 +1,4 @@
-"""Markdown renderings of a run summary and of a comparison."""
+"""Markdown renderings of a run summary, a comparison and a separability analysis."""
 
 from __future__ import annotations
 
@@ -287,3 +287,58 @@ def _delta(stats: dict | None) -> str:
 
 def _p(stats: dict | None) -> str:
     return "–" if not stats or stats["p_value"] is None else f"{stats['p_value']:.4f}"
+
+
+def separability_report(results: dict, comparisons: dict | None = None, baseline: str = "") -> str:
+    """The per-layer table of every checkpoint, then each one's test against the baseline."""
+    any_result = next(iter(results.values()))
+    lines = [
+        "# Language separability per layer",
+        "",
+        f"- languages: {', '.join(any_result['languages'])}; "
+        f"{any_result['n_sentences']} sentences in all",
+        f"- probe chance: {any_result['probe_chance']:.3f}; language-specific dimension: "
+        f"eta² >= {any_result['threshold']} (eta² expected with no language effect: "
+        f"{any_result['eta2_null']:.3f})",
+        "",
+        "- intervals: 95 % bootstrap over sentences (every translation of a sentence "
+        "resampled together); they say how much a measure moves on another sample of "
+        "sentences this size",
+        "",
+        "| checkpoint | layer | silhouette [95% CI] | probe acc [95% CI] | lang-specific dims "
+        "| fraction |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for label, result in results.items():
+        for row in result["layers"]:
+            lines.append(
+                f"| {label} | {row['layer']} | {_with_ci(row, 'silhouette')} | "
+                f"{_with_ci(row, 'probe_accuracy')} | {row['language_specific_dims']} | "
+                f"{row['language_specific_fraction']:.4f} |"
+            )
+    for label, rows in (comparisons or {}).items():
+        lines += [
+            "",
+            f"## `{label}` − `{baseline}`",
+            "",
+            "Paired bootstrap over sentences; `*` marks p ≤ 0.05 (the interval excludes 0).",
+            "",
+            "| layer | Δ silhouette [95% CI] | p | Δ probe acc [95% CI] | p |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        for row in rows:
+            cells = []
+            for key in ("silhouette", "probe_accuracy"):
+                stats = row[key]
+                star = " *" if stats["p_value"] <= 0.05 else ""
+                cells += [f"{stats['delta']:+.4f} [{stats['ci_low']:+.4f}, "
+                          f"{stats['ci_high']:+.4f}]{star}", f"{stats['p_value']:.4f}"]
+            lines.append(f"| {row['layer']} | " + " | ".join(cells) + " |")
+    lines += ["", "![separability per layer](separability.png)", ""]
+    return "\n".join(lines)
+
+
+def _with_ci(row: dict, key: str) -> str:
+    interval = row.get(f"{key}_ci")
+    text = f"{row[key]:.4f}"
+    return text if not interval else text + f" [{interval[0]:.4f}, {interval[1]:.4f}]"

@@ -1,4 +1,5 @@
-"""Write the human-facing outputs of a run or a comparison: Markdown plus PNG plots."""
+"""Write the human-facing outputs of a run, a comparison or a separability analysis:
+Markdown plus PNG plots (and CSV tables, and the JSON they are rendered from)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 from eval.atomic_io import write_json_atomic, write_text_atomic
 from eval.reporting import plots, tables
-from eval.reporting.markdown import comparison_report, run_report
+from eval.reporting.markdown import comparison_report, run_report, separability_report
 
 
 def write_run_report(run_dir: str | Path, summary: dict) -> Path:
@@ -43,3 +44,16 @@ def write_comparison_report(
         plots.delta_heatmap(comparison, root / "plots" / "delta_heatmap.png")
         figures["deltas against the baseline"] = "plots/delta_heatmap.png"
     return write_text_atomic(root / "comparison.md", comparison_report(comparison, figures))
+
+
+def write_separability_report(out_dir: str | Path, separability: dict) -> Path:
+    """separability.json, .png and .md in ``out_dir``; returns the Markdown path.
+
+    ``separability`` is ``eval.separability.analysis.measure_checkpoints``'s result.
+    """
+    root = Path(out_dir)
+    write_json_atomic(root / "separability.json", separability)
+    results = separability["results"]
+    plots.separability_by_layer(results, root / "separability.png")
+    report = separability_report(results, separability["comparisons"], separability["baseline"])
+    return write_text_atomic(root / "separability.md", report)

@@ -42,7 +42,7 @@ def parallel_sentences(languages: Sequence[str], settings: dict) -> dict[str, li
     path = settings.get("parallel_file")
     if path is None:
         return number_sentences(languages, int(settings.get("sentences", 32)))
-    from eval.separability_analysis import load_parallel_file
+    from eval.separability.corpus import load_parallel_file
 
     if not Path(path).is_file():
         raise ConfigError(f"[separability] parallel_file {path!r} does not exist")

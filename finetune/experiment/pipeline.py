@@ -165,9 +165,9 @@ def _separability(config: ExperimentConfig, layout: Layout, method: str, seed: i
         steps.skip(what)
         return
     steps.start(what)
+    from eval.api import analyse_checkpoints
     from eval.running.checkpoints import load_checkpoint
-    from eval.separability import DEFAULT_THRESHOLD
-    from eval.separability_analysis import analyse_checkpoints
+    from eval.separability.measures import DEFAULT_THRESHOLD
 
     out_dir = layout.separability_dir(method, seed)
     label = method if seed is None else Run(method, seed).label

@@ -18,8 +18,8 @@ from eval.reporting.plots import _gap_after, text_colour
 from eval.running.checkpoints import CheckpointError, load_checkpoint
 from eval.running.runner import EvalSettings, run_evaluation
 from eval.running.store import RunSettingsMismatch
-from eval.separability import compare_layers, layer_separability
-from eval.separability_analysis import load_parallel_dir
+from eval.separability.corpus import load_parallel_dir
+from eval.separability.measures import compare_layers, layer_separability
 from eval.suggestions import UnknownNameError
 
 

@@ -3,9 +3,9 @@ import json
 import numpy as np
 import pytest
 
-from eval.hidden_states import sentence_representations
-from eval.separability import eta_squared, layer_separability, parallel_dataset
-from eval.separability_analysis import load_parallel_file
+from eval.separability.corpus import load_parallel_file
+from eval.separability.hidden_states import sentence_representations
+from eval.separability.measures import eta_squared, layer_separability, parallel_dataset
 
 LANGS = ("en", "de", "fr")
 

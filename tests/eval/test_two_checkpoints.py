@@ -8,12 +8,12 @@ import time
 
 import pytest
 
+from eval.api import analyse_checkpoints
 from eval.comparing.compare import compare_runs, load_run
 from eval.parallel_corpus import SENTENCES
 from eval.reporting.write import write_comparison_report
 from eval.running.checkpoints import load_checkpoint
 from eval.running.runner import EvalSettings, run_evaluation
-from eval.separability_analysis import analyse_checkpoints
 from eval.suggestions import UnknownNameError
 
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -127,7 +127,6 @@ def test_log_series_feed_the_report(quick):
 
 def test_a_second_run_does_no_work(quick, monkeypatch, capsys):
     import eval.api
-    import eval.separability_analysis
     import finetune.train
 
     def refuse(*args, **kwargs):
@@ -135,7 +134,7 @@ def test_a_second_run_does_no_work(quick, monkeypatch, capsys):
 
     monkeypatch.setattr(finetune.train, "train", refuse)
     monkeypatch.setattr(eval.api, "evaluate_checkpoint", refuse)
-    monkeypatch.setattr(eval.separability_analysis, "analyse_checkpoints", refuse)
+    monkeypatch.setattr(eval.api, "analyse_checkpoints", refuse)
     before = (quick.out / "results.json").read_text()
     run_experiment(quick.config, quick.out, prepare_dir=quick.prepare_dir, progress=True)
     skipped = capsys.readouterr().err.count("(done before, skipped)")
