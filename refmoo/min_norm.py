@@ -97,15 +97,16 @@ def _bordered(Qn: Tensor) -> Tensor:
     return M
 
 
-def _row_slack(sd: Tensor, lam: Tensor, f: Tensor, tol: float) -> Tensor:
+def _row_slack(sd: Tensor, lam: Tensor, f: Tensor, tol: float, dim: int = -1) -> Tensor:
     """Allowed violation ``f - v_j`` per row: tol·√(Q_jj·f) plus the rounding of f − v_j.
 
-    ``sd`` is √diag(Q) ``[B, K]``; see the module docstring.
+    ``sd`` is √diag(Q), laid out like λ: rows along ``dim`` (``[B, K]`` by default,
+    ``[K, B]`` with ``dim=0``); see the module docstring.
     """
-    K = lam.shape[-1]
-    s = (lam * sd).sum(-1, keepdim=True)
+    K = lam.shape[dim]
+    s = (lam * sd).sum(dim, keepdim=True)
     rounding = (_ROUNDING * K * _EPS) * s * (sd + s)
-    return tol * sd * f.clamp_min(0.0).sqrt().unsqueeze(-1) + rounding
+    return tol * sd * f.clamp_min(0.0).sqrt().unsqueeze(dim) + rounding
 
 
 def _violated(Q: Tensor, sd: Tensor, lam: Tensor, tol: float) -> tuple[Tensor, Tensor, Tensor]:
@@ -176,52 +177,53 @@ class _UnrolledCholesky:
     r"""The equilibrated system of :class:`_Equilibrated`, factorised by Cholesky
     written out entry by entry, every operation over the whole batch.
 
-    On a support S with :math:`C_{SS}` positive definite the affine minimiser is
-    :math:`\lambda = r\circ y/(r^\top y)` with :math:`C_{SS}\,y = r_S`, solved as
-    :math:`C_{SS} = LL^\top`, :math:`y = L^{-\top}L^{-1}r_S`. Rows outside S become
-    identity rows with a zero right-hand side, so they get weight 0 exactly. C
-    has a unit diagonal, so no pivoting is needed; a pivot that is not positive
-    (C_SS singular to rounding, e.g. a zero row or two parallel rows) is reported
-    like a singular LU and left to Wolfe's method. Entries are stored
-    ``[K, K, B]``, so every operand is a contiguous batch vector. Only
-    element-wise +, −, ×, ÷ and √ are used, each correctly rounded by IEEE 754
-    and never fused, so a problem's weights are bitwise the same whatever else
-    is in its batch.
+    On a support S with :math:`C_{SS}` positive definite (:math:`C = RQR`, unit
+    diagonal) the affine minimiser is :math:`\lambda = r\circ y/(r^\top y)` with
+    :math:`C_{SS}\,y = r_S`, solved as :math:`C_{SS} = LL^\top`,
+    :math:`y = L^{-\top}L^{-1}r_S`. Rows outside S become identity rows with a
+    zero right-hand side, so they get weight 0 exactly. No pivoting is needed on
+    a unit diagonal; a pivot that is not positive (C_SS singular to rounding,
+    e.g. a zero row or two parallel rows) is reported like a singular LU and left
+    to Wolfe's method. Entries are stored ``[K, K, B]``, so every operand is a
+    contiguous batch vector, and sums over rows are K − 1 additions of such
+    vectors rather than reductions over an axis of length K. Only element-wise
+    +, −, ×, ÷ and √ are used, each correctly rounded by IEEE 754 and never
+    fused, so a problem's weights are bitwise the same whatever else is in its
+    batch.
     """
 
     def __init__(self, Qn: Tensor) -> None:
         K = Qn.shape[-1]
-        sd = torch.diagonal(Qn, dim1=-2, dim2=-1).clamp_min(0.0).sqrt()
-        r = torch.where(sd > 0, 1.0 / torch.where(sd > 0, sd, 1.0), 1.0)
-        self.r = r.T.contiguous()  # [K, B]
-        # A transposed copy of the flattened [B, K²] block is several times cheaper
-        # than scaling through a permuted view (strided reads for every entry).
-        # (clone, not contiguous(): for B = 1 the transpose is already contiguous,
-        # and the in-place scaling below must not reach the caller's Qn.)
-        self.C = Qn.reshape(-1, K * K).T.clone(memory_format=torch.contiguous_format)
-        self.C = self.C.view(K, K, -1)
-        self.C.mul_(self.r.unsqueeze(1)).mul_(self.r.unsqueeze(0))
+        # A transposed copy of the flattened [B, K²] block: several times cheaper
+        # than working through a permuted view (strided reads for every entry).
+        self.Q = Qn.reshape(-1, K * K).T.clone(memory_format=torch.contiguous_format)
+        self.Q = self.Q.view(K, K, -1)
+        self.sd = torch.stack([self.Q[k, k] for k in range(K)]).clamp_min(0.0).sqrt()  # [K, B]
+        self.r = torch.where(self.sd > 0, 1.0 / torch.where(self.sd > 0, self.sd, 1.0), 1.0)
 
     def keep(self, mask: Tensor) -> None:
-        self.C, self.r = self.C[:, :, mask], self.r[:, mask]
+        self.Q, self.sd, self.r = self.Q[:, :, mask], self.sd[:, mask], self.r[:, mask]
 
-    def solve(self, S: Tensor) -> tuple[Tensor, Tensor]:
-        """(λ ``[B, K]``, info ``[B]``, non-zero where a pivot was not positive)."""
-        K = S.shape[1]
-        full = bool(S.all())
-        s = S.T.to(self.C.dtype)  # [K, B]
-        C, rs = self.C, (self.r if full else self.r * s)
+    def _columns(self, S: Tensor | None) -> tuple[list[Tensor], Tensor]:
+        """λ as K batch vectors, and which problems had positive pivots (S = None: all rows)."""
+        Q, r = self.Q, self.r
+        K, B = r.shape
+        s = None if S is None else S.T.to(Q.dtype)  # [K, B]
+        rs = r if s is None else r * s
         L: list[list[Tensor]] = [[] for _ in range(K)]  # L[i][j], j <= i
-        ok = torch.ones(S.shape[0], dtype=torch.bool)
+        ok = torch.ones(B, dtype=torch.bool)
         for j in range(K):
-            # Masked rows: unit pivot, zero coupling (C ∘ ssᵀ + diag(1 − s)).
-            d = C[j, j] if full else C[j, j] * s[j] + (1.0 - s[j])
+            d = Q[j, j] * r[j] * r[j]
+            if s is not None:  # masked rows: unit pivot, zero coupling (C∘ssᵀ + diag(1−s))
+                d = d * s[j] + (1.0 - s[j])
             for k in range(j):
                 d = d - L[j][k] * L[j][k]
             ok &= d > 0
             pivot = torch.where(d > 0, d, 1.0).sqrt()
             for i in range(j + 1, K):
-                a = C[i, j] if full else C[i, j] * (s[i] * s[j])
+                a = Q[i, j] * r[i] * r[j]
+                if s is not None:
+                    a = a * (s[i] * s[j])
                 for k in range(j):
                     a = a - L[i][k] * L[j][k]
                 L[i].append(a / pivot)
@@ -232,7 +234,7 @@ class _UnrolledCholesky:
             for k in range(j):
                 acc = acc - L[j][k] * z[k]
             z.append(acc / L[j][j])
-        y: list[Tensor] = [rs[0]] * K
+        y: list[Tensor] = list(z)
         for j in reversed(range(K)):
             acc = z[j]
             for k in range(j + 1, K):
@@ -241,13 +243,42 @@ class _UnrolledCholesky:
         # Normalised by the computed sum rather than by ‖z‖² (equal in exact
         # arithmetic): on a nearly singular C_SS the two part, and only the former
         # keeps λ on the simplex that the certificate assumes.
-        weights = [self.r[j] * y[j] for j in range(K)]
-        total = weights[0]
-        for j in range(1, K):  # added in a fixed order, not by a reduction kernel
-            total = total + weights[j]
+        weights = [r[j] * y[j] for j in range(K)]
+        total = _add_all(weights)
         ok &= total > 0
         total = torch.where(total > 0, total, 1.0)
-        return torch.stack([w / total for w in weights], dim=1), (~ok).to(torch.int32)
+        return [w / total for w in weights], ok
+
+    def solve(self, S: Tensor) -> tuple[Tensor, Tensor]:
+        """(λ ``[B, K]``, info ``[B]``, non-zero where a pivot was not positive)."""
+        weights, ok = self._columns(S)
+        return torch.stack(weights, dim=1), (~ok).to(torch.int32)
+
+    def full_support(self, tol: float) -> tuple[Tensor, Tensor]:
+        """``(λ [B, K], certified [B])``: every problem solved on all K rows and checked
+        with the per-row and vertex tests of the other rounds, all in this layout
+        (the common case, one round for most problems, costs no axis reductions)."""
+        weights, ok = self._columns(None)
+        K = len(weights)
+        lam = torch.stack(weights)  # [K, B]
+        v = torch.stack([_add_all([self.Q[i, j] * weights[j] for j in range(K)])
+                         for i in range(K)])
+        f = _add_all([weights[j] * v[j] for j in range(K)])
+        violated = f.unsqueeze(0) - v > _row_slack(self.sd, lam, f, tol, dim=0)
+        vertex = self.Q[0, 0]
+        for k in range(1, K):
+            vertex = torch.minimum(vertex, self.Q[k, k])
+        certified = ok & (lam.amin(0) > 0) & ~violated.any(0) & \
+            _below_vertex(vertex, self.sd, lam, f, dim=0)
+        return lam.T, certified
+
+
+def _add_all(terms: list[Tensor]) -> Tensor:
+    """Σ terms, added left to right (a fixed order, unlike a reduction kernel)."""
+    total = terms[0]
+    for t in terms[1:]:
+        total = total + t
+    return total
 
 
 class _SolvedCorral:
@@ -435,14 +466,27 @@ def _active_set_solutions(Qn: Tensor, tol: float, rounds: int) -> tuple[Tensor, 
     test certifies it, so this is a shortcut, never an approximation; what is
     left after ``rounds`` goes to Wolfe's method. On aligned gradients (optimum
     on a face) about half the problems settle after one drop, nearly all after
-    three rounds. Returns (weights, solved).
+    three rounds. For K ≤ 8 the first round runs in :class:`_UnrolledCholesky`'s
+    layout, certificate included. Returns (weights, solved).
     """
     B, K = Qn.shape[0], Qn.shape[-1]
     lam = Qn.new_zeros(B, K)
     solved = torch.zeros(B, dtype=torch.bool)
-    sd_all = torch.diagonal(Qn, dim1=-2, dim2=-1).clamp_min(0.0).sqrt()
-    system = _UnrolledCholesky(Qn) if K <= _UNROLLED_MAX_K else _Equilibrated(Qn)
-    live, Q, sd = torch.arange(B), Qn, sd_all
+    live, Q = torch.arange(B), Qn
+    if K <= _UNROLLED_MAX_K:
+        system = _UnrolledCholesky(Qn)
+        first, solved = system.full_support(tol)
+        lam = torch.where(solved.unsqueeze(-1), first, lam)
+        if bool(solved.all()):
+            return lam, solved
+        # The rest start over from full support (one repeated solve, on the few
+        # problems the first round left) through the loop below.
+        live, Q = (~solved).nonzero().reshape(-1), Qn[~solved]
+        system.keep(~solved)
+    else:
+        system = _Equilibrated(Qn)
+    sd = torch.diagonal(Q, dim1=-2, dim2=-1).clamp_min(0.0).sqrt()
+    B = live.numel()
     S = torch.ones(B, K, dtype=torch.bool)
     active = torch.ones(B, dtype=torch.bool)
     for _ in range(rounds + 1):
@@ -471,10 +515,16 @@ def _active_set_solutions(Qn: Tensor, tol: float, rounds: int) -> tuple[Tensor, 
     return lam, solved
 
 
-def _upper_bound(sd: Tensor, lam: Tensor, f: Tensor) -> Tensor:
+def _upper_bound(sd: Tensor, lam: Tensor, f: Tensor, dim: int = -1) -> Tensor:
     """What the true λᵀQλ can be at most: f plus its rounding 4Kε·s², s = Σλ_i√Q_ii."""
-    s = (lam * sd).sum(-1)
-    return f + (_ROUNDING * lam.shape[-1] * _EPS) * s * s
+    s = (lam * sd).sum(dim)
+    return f + (_ROUNDING * lam.shape[dim] * _EPS) * s * s
+
+
+def _below_vertex(vertex: Tensor, sd: Tensor, lam: Tensor, f: Tensor, dim: int = -1) -> Tensor:
+    """:func:`_no_worse_than_a_vertex` given ``vertex`` = min_k Q_kk, λ's rows along ``dim``."""
+    K = lam.shape[dim]
+    return _upper_bound(sd, lam, f, dim) <= vertex * (1 + 2 * _ROUNDING * K * _EPS)
 
 
 def _no_worse_than_a_vertex(Qn: Tensor, sd: Tensor, lam: Tensor, f: Tensor) -> Tensor:
@@ -487,9 +537,7 @@ def _no_worse_than_a_vertex(Qn: Tensor, sd: Tensor, lam: Tensor, f: Tensor) -> T
     to 1e-15 where a row of norm 1e-10 alone reaches 1e-20. A vertex (one row,
     nothing cancels) is known to rounding, and the optimum is never above it.
     """
-    K = Qn.shape[-1]
-    vertex = torch.diagonal(Qn, dim1=-2, dim2=-1).amin(-1)
-    return _upper_bound(sd, lam, f) <= vertex * (1 + 2 * _ROUNDING * K * _EPS)
+    return _below_vertex(torch.diagonal(Qn, dim1=-2, dim2=-1).amin(-1), sd, lam, f)
 
 
 def _certified(Qn: Tensor, lam: Tensor, tol: float) -> Tensor:
