@@ -26,6 +26,9 @@ from eval.running.runner import (
     run_manifest,
 )
 
+# The stable surface for training scripts and notebooks; the subpackages may move.
+__all__ = ["EvalSettings", "analyse_checkpoints", "evaluate_checkpoint"]
+
 
 def evaluate_checkpoint(
     checkpoint: str | Path | None = None,

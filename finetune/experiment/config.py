@@ -22,7 +22,7 @@ the trainer's settings, the methods to compare, the seeds, and the evaluation se
     aggregator = "mgda"
     partition = "zero:20000"
 
-    [eval]                           # eval.running.runner.EvalSettings fields + bootstrap settings
+    [eval]                           # eval.api.EvalSettings fields + bootstrap settings
     [separability]                   # sentences, threshold, parallel_file
 
 Everything is checked before any work starts: an unknown key, method, aggregator or
@@ -201,7 +201,7 @@ def check_against_interfaces(config: ExperimentConfig) -> None:
     The field names are read from the classes themselves, so a new trainer setting is
     usable from a config without a change here.
     """
-    from eval.running.runner import EvalSettings
+    from eval.api import EvalSettings
     from finetune.model import PrepareSettings
     from finetune.train import TrainConfig
 

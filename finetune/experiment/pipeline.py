@@ -140,8 +140,7 @@ def _evaluate(config: ExperimentConfig, layout: Layout, prepared, method: str,
         steps.skip(what)
         return
     steps.start(what)
-    from eval.api import evaluate_checkpoint
-    from eval.running.runner import EvalSettings
+    from eval.api import EvalSettings, evaluate_checkpoint
 
     out_dir = layout.eval_dir(method, seed)
     started = time.monotonic()
