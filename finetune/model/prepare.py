@@ -163,7 +163,7 @@ def _build(staging: Path, out: Path, languages, seed: int, settings: PrepareSett
         lr=settings.pretrain_lr, warmup=settings.pretrain_warmup,
         weight_decay=settings.pretrain_weight_decay, seed=seed, progress=progress)
     seconds = time.perf_counter() - started
-    model.save_pretrained(staging / "base")
+    _save_quietly(model, staging / "base", progress)
     tokenizer.save_pretrained(staging / "base")
     tail = losses[-min(20, len(losses)):]
     return {"documents": len(texts), "parameters": sum(p.numel() for p in model.parameters()),
@@ -172,6 +172,20 @@ def _build(staging: Path, out: Path, languages, seed: int, settings: PrepareSett
             "seconds": round(seconds, 2),
             "numbers": {"pretrain": len(split.pretrain), "finetune": len(split.finetune),
                         "eval": len(split.eval)}}
+
+
+def _save_quietly(model, path: Path, progress: bool) -> None:
+    """``save_pretrained``, without transformers' progress bar when ``progress`` is False."""
+    from transformers.utils import logging as hf_logging
+
+    silence = not progress and hf_logging.is_progress_bar_enabled()
+    if silence:
+        hf_logging.disable_progress_bar()
+    try:
+        model.save_pretrained(path)
+    finally:
+        if silence:
+            hf_logging.enable_progress_bar()
 
 
 def _commit(staging: Path, out: Path, key: str, manifest: dict) -> None:
