@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint demo bench clean
+.PHONY: install test lint demo bench notebooks clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_min_norm.py
+
+# Execute the notebooks in place, with their outputs (a few minutes on 2 cores); commit
+# the result. tests/test_notebooks.py fails on a notebook whose cells changed since.
+notebooks: $(STAMP)
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) notebooks/execute.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
