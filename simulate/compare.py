@@ -66,14 +66,12 @@ def setup_line(m: dict[str, Any]) -> str:
 
 
 def plot(results: Sequence[dict[str, Any]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: no backend switched in the caller
 
     names = [m["strategy"] for m in results]
     x = list(range(len(names)))
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    fig = Figure(figsize=(14, 4))
+    axes = fig.subplots(1, 3)
     ax = axes[0]
     issued = [sum(m["bytes_sent_per_rank"].values()) / 2**20 for m in results]
     wire = [sum(m["wire_bytes_per_rank"].values()) / 2**20 for m in results]
@@ -95,7 +93,6 @@ def plot(results: Sequence[dict[str, Any]], path: Path) -> None:
     fig.suptitle(setup_line(results[0]), fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def write(results: Sequence[dict[str, Any]], out: Path) -> dict[str, Path]:

@@ -40,7 +40,12 @@ class RunConfig:
     bug: str | None = None
     """A deliberate arithmetic bug for negative controls, on the ranks only (the
     reference stays right): ``no-update`` (the optimizer steps with lr 0) or
-    ``extra-1/W`` (language 1's reduced gradient divided by W once more)."""
+    ``extra-1/W`` (language 1's loss divided by W on every rank, so its reduced
+    gradient comes out W times too small). The division happens before the
+    backward pass, so each rank's locals are divided too and a trace stays
+    self-consistent: ``refmoo verify`` passes it, and only the comparison with
+    the reference run catches it (a trace checks the reduction and the
+    aggregation, not the losses the engine was given)."""
 
     def validate(self) -> RunConfig:
         """Fail in the parent, with a clear message, on what would fail on every rank."""

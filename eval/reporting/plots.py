@@ -1,7 +1,9 @@
 """PNG figures for runs, comparisons and the separability analysis.
 
 Every figure is written atomically (rendered to a temporary file, then moved), like the
-JSON results, so a crash while plotting never leaves a truncated PNG behind.
+JSON results, so a crash while plotting never leaves a truncated PNG behind. Figures are
+matplotlib ``Figure`` objects rather than pyplot's: they need no backend, so importing
+this module leaves the importer's backend alone (a notebook keeps its inline one).
 """
 
 from __future__ import annotations
@@ -9,14 +11,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure  # not pyplot: no backend needed, none switched
+from matplotlib.ticker import MaxNLocator
 
-matplotlib.use("Agg")  # files only; no display on servers or in CI
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-
-from eval.atomic_io import write_atomic  # noqa: E402
+from eval.atomic_io import write_atomic
 
 
 def language_scores(summaries: Sequence[dict], path: str | Path) -> Path:
@@ -27,7 +26,8 @@ def language_scores(summaries: Sequence[dict], path: str | Path) -> Path:
         for lang in [*first["seen"], *first["unseen"]]
         if any(lang in s["aggregates"]["per_language"] for s in summaries)
     ]
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.6 * len(languages) * len(summaries) + 2), 4))
+    fig = Figure(figsize=(max(6.0, 0.6 * len(languages) * len(summaries) + 2), 4))
+    ax = fig.subplots()
     width = 0.8 / len(summaries)
     x = np.arange(len(languages))
     for i, summary in enumerate(summaries):
@@ -56,7 +56,8 @@ def _gap_after(group: int, width: float) -> float:
 
 def seen_vs_unseen(summaries: Sequence[dict], path: str | Path) -> Path:
     """Seen and unseen averages of each run, with standard-error bars."""
-    fig, ax = plt.subplots(figsize=(max(4.0, 1.2 * len(summaries) + 2), 4))
+    fig = Figure(figsize=(max(4.0, 1.2 * len(summaries) + 2), 4))
+    ax = fig.subplots()
     x = np.arange(len(summaries))
     for offset, split in ((-0.2, "seen"), (0.2, "unseen")):
         heights = [_or_nan(s["aggregates"][split]) for s in summaries]
@@ -86,7 +87,8 @@ def delta_heatmap(comparison: dict, path: str | Path) -> Path:
                 values[i, j] = stats["delta"]
                 marks[i, j] = stats["p_value"] is not None and stats["p_value"] < 0.05
     limit = float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 1.0
-    fig, ax = plt.subplots(figsize=(max(5.0, 0.8 * len(languages) + 3), 1.0 + 0.6 * len(runs)))
+    fig = Figure(figsize=(max(5.0, 0.8 * len(languages) + 3), 1.0 + 0.6 * len(runs)))
+    ax = fig.subplots()
     image = ax.imshow(values, cmap="RdBu", vmin=-limit or -1, vmax=limit or 1, aspect="auto")
     for i in range(len(runs)):
         for j in range(len(languages)):
@@ -128,7 +130,8 @@ def separability_by_layer(results: dict[str, dict], path: str | Path) -> Path:
         ("probe_accuracy", "held-out language-ID probe accuracy"),
         ("language_specific_fraction", "fraction of language-specific dims"),
     )
-    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.8))
+    fig = Figure(figsize=(5 * len(panels), 3.8))
+    axes = fig.subplots(1, len(panels))
     count = len(results)
     for ax, (key, title) in zip(axes, panels, strict=True):
         for i, (label, result) in enumerate(results.items()):
@@ -154,10 +157,7 @@ def separability_by_layer(results: dict[str, dict], path: str | Path) -> Path:
 
 def _save(fig, path: str | Path) -> Path:
     fig.tight_layout()
-    try:
-        return write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
-    finally:
-        plt.close(fig)
+    return write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
 
 
 def _or_zero(value):

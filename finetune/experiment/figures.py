@@ -9,14 +9,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure  # not pyplot: no backend needed, none switched
 
-matplotlib.use("Agg")  # files only: no display on servers or in CI
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from eval.atomic_io import write_atomic  # noqa: E402
-from eval.reporting import plots as eval_plots  # noqa: E402
+from eval.atomic_io import write_atomic
+from eval.reporting import plots as eval_plots
 
 
 def loss_curves(curves: Mapping[str, dict], path: Path) -> Path:
@@ -24,7 +21,8 @@ def loss_curves(curves: Mapping[str, dict], path: Path) -> Path:
     languages = list(next(iter(curves.values()))["loss"])
     columns = min(4, len(languages))
     rows = -(-len(languages) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(4 * columns, 3 * rows), squeeze=False)
+    fig = Figure(figsize=(4 * columns, 3 * rows))
+    axes = fig.subplots(rows, columns, squeeze=False)
     for ax, language in zip(axes.flat, languages, strict=False):
         for method, series in curves.items():
             ax.plot(*_logged(series["steps"], series["loss"].get(language, [])), label=method)
@@ -39,7 +37,8 @@ def loss_curves(curves: Mapping[str, dict], path: Path) -> Path:
 def scores(results: dict, path: Path) -> Path:
     """Seen and unseen scores per method with their intervals; dots are single seeds."""
     names = ["base", *results["methods"]]
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.3 * len(names) + 2), 4))
+    fig = Figure(figsize=(max(5.0, 1.3 * len(names) + 2), 4))
+    ax = fig.subplots()
     x = np.arange(len(names))
     for offset, split in ((-0.2, "seen"), (0.2, "unseen")):
         heights, low, high = [results["base"][split]], [0.0], [0.0]
@@ -76,7 +75,8 @@ def conflict(curves: Mapping[str, dict], path: Path) -> Path | None:
     logged = {m: s for m, s in curves.items() if s["conflict"]}
     if not logged:
         return None
-    fig, axes = plt.subplots(1, len(logged), figsize=(4.5 * len(logged), 3.4), squeeze=False)
+    fig = Figure(figsize=(4.5 * len(logged), 3.4))
+    axes = fig.subplots(1, len(logged), squeeze=False)
     for ax, (method, series) in zip(axes.flat, logged.items(), strict=True):
         for layer, fractions in series["conflict"].items():
             ax.plot(*_logged(series["steps"], fractions), marker=".", label=layer)
@@ -92,7 +92,8 @@ def stationarity(curves: Mapping[str, dict], path: Path) -> Path | None:
     """φ (full vector) and φ_P (the run's partition) over training, per method."""
     if not any(v is not None for s in curves.values() for v in s["phi"] + s["phi_p"]):
         return None
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig = Figure(figsize=(10, 3.6))
+    axes = fig.subplots(1, 2)
     for ax, key, title in ((axes[0], "phi", "φ(G): full vector"),
                            (axes[1], "phi_p", "φ_P(G): the run's partition")):
         for method, series in curves.items():
@@ -109,7 +110,8 @@ def stationarity(curves: Mapping[str, dict], path: Path) -> Path | None:
 def cost(results: dict, path: Path) -> Path:
     """Median step time split by phase, and peak gradient memory, per method."""
     names = list(results["methods"])
-    fig, (left, right) = plt.subplots(1, 2, figsize=(max(8.0, 2.2 * len(names) + 3), 3.8))
+    fig = Figure(figsize=(max(8.0, 2.2 * len(names) + 3), 3.8))
+    left, right = fig.subplots(1, 2)
     bottom = np.zeros(len(names))
     for phase in ("backward", "aggregate", "optimizer"):
         values = np.array([results["methods"][n]["time"].get(phase, 0.0) for n in names])
@@ -144,7 +146,4 @@ def _nan(values) -> np.ndarray:
 
 def _save(fig, path: Path) -> Path:
     fig.tight_layout()
-    try:
-        return write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
-    finally:
-        plt.close(fig)
+    return write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
