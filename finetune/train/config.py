@@ -98,6 +98,11 @@ class TrainConfig:
             raise ConfigError("need warmup_steps ≥ 0, lr > 0 and 0 ≤ min_lr_ratio ≤ 1")
         if self.diagnostics_every < 0:
             raise ConfigError("diagnostics_every must be ≥ 0")
+        if self.keep_checkpoints < 1:
+            # 0 would have to delete the checkpoint just written (nothing left to resume
+            # from); the slice that prunes, [:-0], instead kept every one, silently.
+            raise ConfigError(f"keep_checkpoints must be at least 1, got "
+                              f"{self.keep_checkpoints}")
         from .partitioning import check_spec
 
         check_spec(self.partition)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,7 @@ def train(config: TrainConfig, *, progress: bool = True) -> TrainResult:
 
 def _check_out(out: Path, fingerprint: dict) -> dict | None:
     """The run already in ``out`` (its run.json), or None; another run's is a ConfigError."""
+    _check_writable(out)
     run = out / "run.json"
     if run.is_file():
         old = json.loads(run.read_text())["settings"]
@@ -63,6 +65,27 @@ def _check_out(out: Path, fingerprint: dict) -> dict | None:
         raise ConfigError(f"--out {out} holds checkpoints but no run.json: not a run of "
                           "this trainer")
     return None
+
+
+def _check_writable(out: Path) -> None:
+    """``out`` is, or can become, a directory we may write in: found before the model and
+    the data load, instead of as an OSError traceback after them."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a directory")
+    parent = out
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ConfigError(f"--out {out}: {parent} is a file, not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {out}: {parent} is not writable")
+
+
+def _make_out(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # what the early check cannot see, e.g. /proc or a full disk
+        raise ConfigError(f"--out {out}: cannot create it ({err.strerror})") from err
 
 
 def _train(config: TrainConfig, ctx, progress: bool) -> TrainResult:
@@ -80,7 +103,7 @@ def _train(config: TrainConfig, ctx, progress: bool) -> TrainResult:
     examples = load_languages(config.data, config.languages, tokenizer, split="train",
                               max_length=config.max_length, chat_template=config.chat_template)
     if ctx.rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
+        _make_out(out)
         checkpoint.clean_temporary(out)
     engine = make_engine(config.engine, ctx.device)
     engine.rank, engine.world_size = ctx.rank, ctx.world_size
@@ -188,7 +211,12 @@ def _finish(config, ctx, engine, tokenizer, out: Path, times, peak, fingerprint,
                if times else {},
                "grad_memory_bytes": peak, "grad_memory_bytes_mean_over_ranks": float(peak_all)}
     if ctx.rank == 0:
-        import os
+        if final.exists():
+            # A run killed between this rename and summary.json left its final/ behind; the
+            # rerun has retrained the last steps into tmp, and rename cannot replace a
+            # non-empty directory.
+            import shutil
+            shutil.rmtree(final)
         os.rename(tmp, final)
         checkpoint.write_atomic(out / "summary.json", json.dumps(summary, indent=1))
     engine.barrier()

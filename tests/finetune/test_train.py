@@ -138,6 +138,7 @@ def test_finished_run_is_not_redone(tiny, tmp_path):
     (dict(partition="chunks:x"), ["partition 'chunks:x'"]),
     (dict(engine="tpu"), ["unknown engine 'tpu'"]),
     (dict(micro_batch_size=3), ["micro_batch_size 3 must divide batch_size 4"]),
+    (dict(keep_checkpoints=0), ["keep_checkpoints must be at least 1, got 0"]),
 ])
 def test_bad_settings_are_named(tiny, tmp_path, change, words):
     with pytest.raises(ConfigError) as err:
@@ -162,6 +163,29 @@ def test_out_with_different_settings(tiny, tmp_path):
     train(_config(tiny, tmp_path, steps=1), progress=False)
     with pytest.raises(ConfigError, match=r"different settings \(lr: 0.01 → 0.02\)"):
         train(_config(tiny, tmp_path, steps=1, lr=0.02), progress=False)
+
+
+@pytest.mark.parametrize("where", ["file", "file/below"])
+def test_out_that_cannot_be_a_directory_is_named_before_the_model_loads(tiny, tmp_path, where):
+    (tmp_path / "file").write_text("not a run")
+    out = tmp_path / where
+    # The model does not exist either: the --out error must come first.
+    config = _config(tiny, out, model=str(tmp_path / "nowhere"))
+    with pytest.raises(ConfigError, match=r"--out .*file.* is a file, not a directory"):
+        train(config, progress=False)
+
+
+def test_final_left_without_summary_is_replaced_on_rerun(tiny, tmp_path):
+    """A kill between renaming final/ into place and writing summary.json: the rerun trains
+    the last steps again and must replace final/, not fail on the non-empty directory."""
+    config = _config(tiny, tmp_path, steps=2)
+    train(config, progress=False)
+    first = final_params(tmp_path / "final")
+    (tmp_path / "summary.json").unlink()
+    train(config, progress=False)
+    assert (tmp_path / "summary.json").is_file()
+    assert not (tmp_path / ".tmp-final").exists()
+    assert_bitwise(final_params(tmp_path / "final"), first)
 
 
 def test_non_finite_loss_stops_naming_step_and_language(tiny, tmp_path):
