@@ -36,6 +36,8 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import sys
+import types
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -210,6 +212,12 @@ def check_against_interfaces(config: ExperimentConfig) -> None:
     allowed = tuple(f for f in _field_names(TrainConfig) if f not in RUN_OWNED)
     where.keys(config.train, allowed, "[train]")
     where.keys(config.eval, _field_names(EvalSettings) + _EVAL_OWN, "[eval]")
+    # Types too: a quoted number would otherwise pass here and fail only when its step runs
+    # (EvalSettings checks nothing: `limit = "8"` failed every unit after prepare).
+    where.types(config.prepare, PrepareSettings, "[prepare]")
+    where.types(config.train, TrainConfig, "[train]")
+    where.types(config.eval, EvalSettings, "[eval]")
+    where.types({key: getattr(config, key) for key in _EVAL_OWN}, ExperimentConfig, "[eval]")
 
 
 def _field_names(cls) -> tuple[str, ...]:
@@ -221,6 +229,16 @@ def _method(where: _Where, name: str, table: Any) -> MethodSpec:
         where.fail(f"[methods.{name}] must be a table, got {table!r}")
     where.keys(table, ("method", "aggregator", "aggregator_kwargs", "partition"),
                f"[methods.{name}]")
+    # Without `method`, a table that names only an aggregator or a partition would default
+    # to "standard" and silently train the baseline a second time under another name.
+    if "method" not in table:
+        where.fail(f'[methods.{name}] needs method = "standard", "full" or "bucket"')
+    for key in ("method", "aggregator", "partition"):
+        if key in table and not isinstance(table[key], str):
+            where.fail(f"[methods.{name}] {key} must be a string, got {table[key]!r}")
+    if not isinstance(table.get("aggregator_kwargs", {}), Mapping):
+        where.fail(f"[methods.{name}] aggregator_kwargs must be a table, e.g. "
+                   f"{{ c = 0.4 }}, got {table['aggregator_kwargs']!r}")
     return MethodSpec(name=name, **table)
 
 
@@ -238,6 +256,33 @@ def check_runs(config: ExperimentConfig) -> None:
         except ConfigError as error:
             raise ConfigError(f"{config.source}: [methods.{spec.name}] with [train]: "
                               f"{error}") from None
+
+
+def _accepts(hint, value) -> bool:
+    """Whether a TOML value fits a dataclass field's annotation; an annotation this does
+    not know accepts anything (the dataclass's own checks still run)."""
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        return any(_accepts(arm, value) for arm in typing.get_args(hint))
+    origin = typing.get_origin(hint) or hint
+    if hint is type(None):
+        return value is None
+    if origin is bool:
+        return isinstance(value, bool)
+    if origin is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if origin is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if origin is str:
+        return isinstance(value, str)
+    if origin in (tuple, list):
+        return isinstance(value, (tuple, list))
+    if origin in (dict, Mapping):
+        return isinstance(value, Mapping)
+    return True
+
+
+def _type_name(hint) -> str:
+    return hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
 
 
 def _close(word: str, known) -> str:
@@ -258,6 +303,12 @@ class _Where:
         for key in table:
             if key not in allowed:
                 self.fail(f"unknown key {key!r} in {what}{_close(key, allowed)}")
+
+    def types(self, table: Mapping, cls, what: str) -> None:
+        hints = typing.get_type_hints(cls)
+        for key, value in table.items():
+            if key in hints and not _accepts(hints[key], value):
+                self.fail(f"{key} in {what} must be {_type_name(hints[key])}, got {value!r}")
 
     def table(self, raw: Mapping, key: str, required: bool = False) -> Mapping:
         value = raw.get(key)

@@ -79,6 +79,8 @@ class Layout:
         Mixing runs of two configs in one directory would compare incomparable numbers.
         """
         settings = json.loads(json.dumps(settings))  # as read back: tuples become lists
+        if self.root.exists() and not self.root.is_dir():
+            raise ConfigError(f"--out {self.root} is a file, not a directory")
         if self.config_path.is_file():
             previous = read_json(self.config_path)
             changed = sorted(k for k in set(previous) | set(settings)
@@ -88,4 +90,8 @@ class Layout:
                                     for k in changed[:3])
                 raise ConfigError(f"{self.root} holds an experiment with other settings "
                                   f"({details}); use a new --out directory")
-        write_json_atomic(self.config_path, settings)
+        try:
+            write_json_atomic(self.config_path, settings)
+        except OSError as err:  # unwritable, or a file on the way to it: before any work
+            raise ConfigError(f"--out {self.root}: cannot write {self.config_path.name} "
+                              f"({err.strerror}: {err.filename})") from err

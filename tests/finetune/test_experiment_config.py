@@ -69,6 +69,21 @@ def test_a_path_works_and_pretrain_defaults_to_seen_plus_unseen(tmp_path):
         (("[train]", "[eval]\nlimt = 2\n[train]"), "unknown key 'limt' in [eval]"),
         (("steps = 3", "steps = 0"), "steps must be at least 1"),
         (("[languages]", "[languagez]"), "unknown key 'languagez' in the top level"),
+        # Without `method` the table would silently train the baseline again.
+        (('method = "bucket"\n', ""), '[methods.bucket] needs method = "standard"'),
+        (('partition = "zero:1000"', "partition = 1000"),
+         "[methods.bucket] partition must be a string, got 1000"),
+        (('partition = "zero:1000"', "aggregator_kwargs = 0.4"),
+         "[methods.bucket] aggregator_kwargs must be a table"),
+        (("steps = 3", 'steps = "3"'), "steps in [train] must be int, got '3'"),
+        (("steps = 3", "steps = 3\nlr = true"), "lr in [train] must be float, got True"),
+        (("[train]", '[eval]\nlimit = "8"\n[train]'),
+         "limit in [eval] must be int | float | None, got '8'"),
+        (("[train]", '[eval]\nconfidence = "high"\n[train]'),
+         "confidence in [eval] must be float, got 'high'"),
+        (("[train]", '[prepare]\nnum_layers = 2.5\n[train]'),
+         "num_layers in [prepare] must be int, got 2.5"),
+        (("steps = 3", "steps = 3\nkeep_checkpoints = 0"), "keep_checkpoints must be at least 1"),
     ],
 )
 def test_bad_configs_name_the_problem_and_the_file(tmp_path, edit, message):
@@ -87,6 +102,15 @@ def test_cli_reports_a_bad_config_in_one_line_before_any_work(tmp_path, capsys):
     assert main(["experiment", "--config", str(path), "--out", str(out)]) == 2
     assert "error:" in capsys.readouterr().err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("where", ["file", "file/below"])
+def test_cli_out_that_cannot_be_a_directory_is_one_line(tmp_path, capsys, where):
+    (tmp_path / "file").write_text("not an experiment")
+    path = write(tmp_path, GOOD)
+    assert main(["experiment", "--config", str(path), "--out", str(tmp_path / where)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --out ") and "file" in err and "Traceback" not in err
 
 
 def test_cli_unknown_shipped_config_lists_the_known_ones(tmp_path, capsys):
