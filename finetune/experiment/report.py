@@ -93,14 +93,28 @@ def _score_table(results: dict) -> str:
 
 
 def _verdict(results: dict) -> list[str]:
-    """Which method is ahead on seen and on unseen languages, and whether it is resolved."""
+    """Which method is ahead on seen and on unseen languages, and whether it is resolved.
+
+    Methods tied at the top are all named: naming the first of them (the baseline, by the
+    config's order) would declare a winner the numbers do not have."""
     lines = []
     for split in ("seen", "unseen"):
-        ranked = sorted(results["methods"].items(),
-                        key=lambda item: -(item[1][split] if item[1][split] is not None
-                                           else float("-inf")))
-        name, best = ranked[0]
-        text = f"- **{split}**: highest mean score: `{name}` ({_num(best[split])})"
+        scores = {name: method[split] for name, method in results["methods"].items()
+                  if method[split] is not None}
+        if not scores:
+            lines.append(f"- **{split}**: no scores")
+            continue
+        top = max(scores.values())
+        tied = [name for name, score in scores.items() if score == top]
+        if len(tied) > 1:
+            names = ", ".join(f"`{name}`" for name in tied)
+            text = f"- **{split}**: highest mean score {_num(top)}, tied between {names}"
+            if results["baseline"] in tied:
+                text += ": no method is ahead of the baseline"
+            lines.append(text)
+            continue
+        name, best = tied[0], results["methods"][tied[0]]
+        text = f"- **{split}**: highest mean score: `{name}` ({_num(top)})"
         if best["vs_baseline"] is not None:
             stats = best["vs_baseline"][split]
             resolved = (stats and stats["ci_low"] is not None
