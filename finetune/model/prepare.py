@@ -61,6 +61,8 @@ def prepare(out: str | Path, languages: Sequence[str] = DEFAULT_LANGUAGES, seed:
     languages = check_languages(languages)
     settings = settings or PrepareSettings()
     out = Path(out).resolve()
+    if out.exists() and not out.is_dir():  # else a NotADirectoryError traceback
+        raise ConfigError(f"prepare's output {out} is a file, not a directory")
     inputs = prepare_inputs(languages, seed, settings)
     key = content_key(inputs)
     if _is_complete(out, key):

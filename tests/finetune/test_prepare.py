@@ -80,6 +80,13 @@ def test_bad_languages_fail_before_any_work(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_an_output_that_is_a_file_is_named(tmp_path):
+    (tmp_path / "out").write_text("mine", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"out is a file, not a directory"):
+        prepare(tmp_path / "out", LANGUAGES, 0, TINY, progress=False)
+    assert (tmp_path / "out").read_text(encoding="utf-8") == "mine"
+
+
 def test_folders_that_are_not_ours_are_never_overwritten(tmp_path):
     (tmp_path / "base").mkdir()
     (tmp_path / "base" / "mine.txt").write_text("keep me", encoding="utf-8")
