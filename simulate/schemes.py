@@ -41,7 +41,8 @@ def _number(spec: str, text: str, kind: type, low: float) -> float:
     try:
         value = kind(text)
     except ValueError:
-        raise ValueError(f"{spec}: {text!r} is not a number") from None
+        what = "a whole number" if kind is int else "a number"
+        raise ValueError(f"{spec}: {text!r} is not {what}") from None
     if not (value >= low and value > 0):
         raise ValueError(f"{spec}: {text} must be {'positive' if low == 0 else f'>= {low}'}")
     return value

@@ -57,6 +57,11 @@ def load_languages(source: str | Path, languages: Sequence[str], tokenizer, *,
         rows = {lang: _load_dataset_rows(specs[lang], lang, split) for lang in languages}
     else:
         raise DataError(f"data not found: {source} is neither a directory nor a spec file")
+    if chat_template and all("text" in row for lang in languages for row, _ in rows[lang]):
+        # The template renders prompt/completion turns only; text rows pass through
+        # untouched, so on data of text rows alone the flag would silently do nothing.
+        raise DataError("--chat-template has no effect on this data: every row is a "
+                        "{\"text\"} row, and the template renders prompt/completion rows only")
     return {lang: [_tokenize(row, where, tokenizer, max_length, chat_template)
                    for row, where in rows[lang]]
             for lang in languages}

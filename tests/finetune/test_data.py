@@ -178,7 +178,10 @@ def test_the_chat_template_frames_prompt_and_reply(prepared_miniature, tmp_path)
     assert tokenizer.decode(prompt) == "<user>en|7=<assistant>"
     assert tokenizer.decode(reply) == "seven</s>"
     assert example.loss_mask == sorted(example.loss_mask)  # prompt first, then reply
-    # Text rows are not chat turns: the template leaves them alone.
+    # Text rows are not chat turns: the template leaves them alone beside chat rows...
     _user_data(tmp_path, {"de": [{"text": "de|7=sieben"}]})
-    (text,) = load_languages(tmp_path, ["de"], tokenizer, chat_template=True)["de"]
+    text = load_languages(tmp_path, ["en", "de"], tokenizer, chat_template=True)["de"][0]
     assert tokenizer.decode(text.input_ids) == "<s>de|7=sieben</s>"
+    # ...and on text rows alone the flag would do nothing, which is refused.
+    with pytest.raises(DataError, match="--chat-template has no effect"):
+        load_languages(tmp_path, ["de"], tokenizer, chat_template=True)

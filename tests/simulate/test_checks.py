@@ -111,6 +111,7 @@ def _no_spawn(*args, **kwargs):
     (["--partition", "fsdp2:1000"], "fsdp2:1000: no submodule named '1000'; UNITS are names "
                                     "from model.named_modules()"),
     (["--partition", "ddp:x"], "ddp:x: 'x' is not a number"),
+    (["--partition", "chunks:1.5"], "chunks:1.5: '1.5' is not a whole number"),
 ])
 def test_bad_settings_fail_in_the_parent_with_one_line(monkeypatch, tmp_path, capsys, argv,
                                                        message):
