@@ -25,6 +25,7 @@ from eval.atomic_io import read_json, write_json_atomic
 from finetune.errors import ConfigError
 
 BASE = "base"
+UNCOMPARED = ("name",)  # settings a resume may change (see Layout.claim)
 
 
 @dataclass(frozen=True)
@@ -83,8 +84,10 @@ class Layout:
             raise ConfigError(f"--out {self.root} is a file, not a directory")
         if self.config_path.is_file():
             previous = read_json(self.config_path)
+            # The name is the config file's stem: it titles the report and decides no
+            # number, so a renamed copy of the same config resumes.
             changed = sorted(k for k in set(previous) | set(settings)
-                             if previous.get(k) != settings.get(k))
+                             if k not in UNCOMPARED and previous.get(k) != settings.get(k))
             if changed:
                 details = "; ".join(f"{k}: {previous.get(k)!r} -> {settings.get(k)!r}"
                                     for k in changed[:3])

@@ -150,3 +150,13 @@ def test_an_out_dir_with_other_settings_is_refused(quick):
     other = parse_config(raw, name="other")
     with pytest.raises(ConfigError, match="holds an experiment with other settings"):
         run_experiment(other, quick.out, prepare_dir=quick.prepare_dir, progress=False)
+
+
+def test_a_renamed_copy_of_the_config_resumes_but_changed_settings_do_not(tmp_path):
+    from finetune.experiment.layout import Layout
+
+    layout = Layout(tmp_path / "exp")
+    layout.claim({"name": "quick", "seeds": [0]})
+    layout.claim({"name": "quick-copy", "seeds": [0]})  # the file's stem only
+    with pytest.raises(ConfigError, match=r"seeds: \[0\] -> \[1\]"):
+        layout.claim({"name": "quick-copy", "seeds": [1]})
