@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from eval.atomic_io import read_json, write_json_atomic
+from finetune.data.corpus import check_languages
 from finetune.errors import ConfigError, FinetuneError
 from finetune.experiment.config import ExperimentConfig
 from finetune.experiment.layout import BASE, Layout
@@ -56,6 +57,9 @@ def run_experiment(config: ExperimentConfig, out: str | Path, *,
     """
     layout = Layout(Path(out).resolve())
     runs = runs_of(config)
+    # The embedded corpus decides which languages exist at all: name that gap before the
+    # separability corpus reports it in its own terms.
+    check_languages(config.pretrain)
     parallel = parallel_sentences(config.seen + config.unseen, config.separability)
     layout.claim(config.as_dict())
 

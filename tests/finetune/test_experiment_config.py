@@ -122,3 +122,16 @@ def test_cli_unknown_shipped_config_lists_the_known_ones(tmp_path, capsys):
 def test_invalid_toml_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(write(tmp_path, "seeds = [0,"))
+
+
+def test_a_language_the_embedded_corpus_lacks_is_named_as_such(tmp_path):
+    from finetune.errors import DataError
+    from finetune.experiment.config import parse_config
+    from finetune.experiment.pipeline import run_experiment
+
+    raw = {"languages": {"pretrain": ["en", "de", "xx"], "seen": ["en"], "unseen": ["xx"]},
+           "seeds": [0], "methods": {"standard": {"method": "standard"}}}
+    # Before: the separability corpus spoke first ("num2words has no number words").
+    with pytest.raises(DataError, match=r"the embedded corpus has no data for \['xx'\]"):
+        run_experiment(parse_config(raw, name="t"), tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()  # refused before any work or output
