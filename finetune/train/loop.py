@@ -102,8 +102,10 @@ def _train(config: TrainConfig, ctx, progress: bool) -> TrainResult:
 
     examples = load_languages(config.data, config.languages, tokenizer, split="train",
                               max_length=config.max_length, chat_template=config.chat_template)
+    # Every rank creates it (idempotent): had only rank 0 tried, its failure would have
+    # left the other ranks waiting at the barrier below until the collective timed out.
+    _make_out(out)
     if ctx.rank == 0:
-        _make_out(out)
         checkpoint.clean_temporary(out)
     engine = make_engine(config.engine, ctx.device)
     engine.rank, engine.world_size = ctx.rank, ctx.world_size
