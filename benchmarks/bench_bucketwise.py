@@ -18,7 +18,10 @@ Returning the update means writing a fresh D-vector, and on a VM the first touch
 of fresh pages is slow: each configuration also times ``torch.empty(D).fill_(0)``
 against a fill of memory already resident, so the allocation's share is visible.
 PyTorch's allocator asks for transparent huge pages when ``THP_MEM_ALLOC_ENABLE=1``
-is set, which removes most of that cost.
+is set, which removes most of that cost. The same holds for the temporaries of one
+call (Grams, the solver's batch vectors): in a process as large as this one, glibc
+maps them afresh on every call unless ``MALLOC_MMAP_THRESHOLD_`` and
+``MALLOC_TRIM_THRESHOLD_`` keep them on the heap (jemalloc or tcmalloc do so too).
 
 Run: ``python benchmarks/bench_bucketwise.py [--repeats 5] [--threads 1] [--only per_tensor,...]
 [--append]``. Writes benchmarks/results/bucketwise.{json,md}; ``--append`` adds this
@@ -53,6 +56,9 @@ from refmoo.partitions._partition import column_tiling
 bw = sys.modules["refmoo.bucketwise"]  # the module (refmoo exports the function)
 
 K = 4
+# glibc malloc settings that keep a large process's temporaries on the heap (recorded
+# in the run's heading when set; see RESULTS.md on page faults).
+MALLOC_SETTINGS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
 ZERO_BUCKET = 5_000_000
 
 
@@ -250,7 +256,8 @@ def main() -> None:
                  "6 layers, 8 heads, tied head), 35.6M parameters, 76 tensors",
         "load_before": os.getloadavg()[0],
         "config": f"{torch.get_num_threads()} thread(s), "
-                  f"THP_MEM_ALLOC_ENABLE={os.environ.get('THP_MEM_ALLOC_ENABLE', 'unset')}",
+                  f"THP_MEM_ALLOC_ENABLE={os.environ.get('THP_MEM_ALLOC_ENABLE', 'unset')}"
+                  + "".join(f", {k}={os.environ[k]}" for k in MALLOC_SETTINGS if k in os.environ),
         "output_write": output_write_ms(D, args.repeats),
     }
     wanted = [w for w in args.only.split(",") if w]
