@@ -21,7 +21,7 @@ PyTorch's allocator asks for transparent huge pages when ``THP_MEM_ALLOC_ENABLE=
 is set, which removes most of that cost. The same holds for the temporaries of one
 call (Grams, the solver's batch vectors): in a process as large as this one, glibc
 maps them afresh on every call unless ``MALLOC_MMAP_THRESHOLD_`` and
-``MALLOC_TRIM_THRESHOLD_`` keep them on the heap (jemalloc or tcmalloc do so too).
+``MALLOC_TRIM_THRESHOLD_`` keep them on the heap.
 
 Run: ``python benchmarks/bench_bucketwise.py [--repeats 5] [--threads 1] [--only per_tensor,...]
 [--append]``. Writes benchmarks/results/bucketwise.{json,md}; ``--append`` adds this
