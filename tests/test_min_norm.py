@@ -279,3 +279,14 @@ def test_unrolled_cholesky_reports_singular_supports():
     assert (info != 0).all()
     lam, info = _UnrolledCholesky(Qn).solve(first_and_last)
     assert (info == 0).all() and torch.allclose(lam.sum(-1), torch.ones(2, dtype=torch.float64))
+
+
+def test_unrolled_factorisation_starts_at_16_k_cubed_problems_for_k_up_to_8():
+    # The comment above _UNROLLED_MAX_K (and benchmarks/RESULTS.md): "at least 16·K³
+    # problems, K ≤ 8".
+    import refmoo.min_norm as mn
+
+    for K in range(1, 9):
+        assert not mn._unrolled_pays(16 * K**3 - 1, K)
+        assert mn._unrolled_pays(16 * K**3, K)
+    assert not mn._unrolled_pays(10**9, 9)

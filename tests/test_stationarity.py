@@ -158,3 +158,15 @@ def test_no_columns_is_stationary_as_mgda_says():
     assert cert.stationary and float(cert.residual) == 0.0 and cert.direction is None
     assert MGDA()(G).shape == (0,)
     assert float(cert.weights.sum()) == 1.0
+
+
+@pytest.mark.parametrize("check", [pareto_stationarity, refined_pareto_stationarity])
+def test_default_tolerance_is_1e_6_relative_and_no_absolute_floor(check):
+    # README: stationary when φ ≤ atol + tol·max_k‖g_k‖, default tol=1e-6, atol=0.
+    # For rows (1, e) and (−1, e), φ = e and max_k‖g_k‖ = √(1 + e²).
+    args = () if check is pareto_stationarity else (Partition.single(2),)
+    for e, stationary in ((0.99e-6, True), (1.01e-6, False)):
+        G = torch.tensor([[1.0, e], [-1.0, e]], dtype=torch.float64)
+        assert check(G, *args).stationary is stationary, e
+    tiny = torch.tensor([[1e-100, 0.0], [0.0, 1e-100]], dtype=torch.float64)
+    assert not check(tiny, *args).stationary  # no absolute floor by default

@@ -191,3 +191,44 @@ def test_a_write_that_fails_midway_leaves_no_file(tmp_path, monkeypatch):
     assert list((tmp_path / "steps").iterdir()) == []
     assert sorted(p.name for p in tmp_path.iterdir()) == \
         ["manifest.json", "partition.safetensors", "steps"]
+
+
+def _trace_format_text() -> str:
+    from pathlib import Path
+
+    return (Path(__file__).resolve().parents[1] / "simulate" / "TRACE_FORMAT.md").read_text()
+
+
+def test_trace_format_lists_every_aggregator_with_its_defaults():
+    """TRACE_FORMAT.md's table of aggregators and kwargs defaults is the registry's."""
+    import inspect
+    import re
+
+    from refmoo import AGGREGATORS
+
+    table = _trace_format_text().split("| name | kwargs (default) |")[1].split("\n\n")[0]
+    documented: dict[str, dict[str, str]] = {}
+    for names, kwargs in re.findall(r"^\| (`.*?) \| (.*?) \|$", table, flags=re.M):
+        defaults = dict(re.findall(r"`(\w+)` \(([^,)]+)", kwargs))
+        for name in re.findall(r"`(\w+)`", names):
+            documented[name] = defaults
+    assert set(documented) == set(AGGREGATORS)
+    for name, cls in AGGREGATORS.items():
+        actual = {p.name: repr(p.default) for p in inspect.signature(cls).parameters.values()}
+        assert documented[name] == actual, name
+
+
+def test_trace_format_states_verify_s_default_rtol():
+    from refmoo.trace import DEFAULT_RTOL
+
+    text = " ".join(_trace_format_text().split())
+    assert ("default `rtol` 1e-4 for float32, 1e-9 for float64, 2e-2 bfloat16, 5e-3 "
+            "float16") in text
+    assert DEFAULT_RTOL == {torch.float32: 1e-4, torch.float64: 1e-9, torch.bfloat16: 2e-2,
+                            torch.float16: 5e-3}
+
+
+def test_trace_format_cost_of_locals_example():
+    # "K = 3, D = 10M, float32 and W = 8 that is 120 MB reduced plus 960 MB of locals"
+    K, D, W, itemsize = 3, 10 * 10**6, 8, torch.finfo(torch.float32).bits // 8
+    assert K * D * itemsize == 120 * 10**6 and W * K * D * itemsize == 960 * 10**6

@@ -81,3 +81,32 @@ def test_hidden_states_do_not_depend_on_batch_padding(in_memory):
     layers = in_memory.model.config.num_hidden_layers + 1
     assert batched.shape == (layers, 3, in_memory.model.config.hidden_size)
     assert np.allclose(batched, alone, atol=1e-5)
+
+
+def test_bundled_corpus_is_24_sentences_in_five_languages():
+    # eval/README.md: "the bundled 24-sentence en/de/fr/es/zh corpus".
+    from eval.parallel_corpus import LANGUAGES, SENTENCES
+
+    assert LANGUAGES == ("en", "de", "fr", "es", "zh") and set(SENTENCES) == set(LANGUAGES)
+    assert {len(sentences) for sentences in SENTENCES.values()} == {24}
+
+
+def test_null_eta_squared_chance_and_default_threshold():
+    """eval/README.md: threshold 0.5 by default, probe chance 1/k, and with no language
+    effect eta² averages (k−1)/(N−1)."""
+    from eval.separability.measures import DEFAULT_THRESHOLD, separability_by_layer
+
+    assert DEFAULT_THRESHOLD == 0.5
+    k, per_language, hidden = 3, 20, 4000
+    n = k * per_language
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(1, n, hidden))
+    labels = np.repeat(np.array(LANGS), per_language)
+    groups = np.tile(np.arange(per_language), k)
+    result = separability_by_layer(features, labels, groups)
+    assert result["threshold"] == 0.5
+    assert result["probe_chance"] == pytest.approx(1 / k)
+    assert result["eta2_null"] == pytest.approx((k - 1) / (n - 1))
+    # eta² ~ Beta((k−1)/2, (N−k)/2) under the null: sd about 0.033 here, so the mean over
+    # 4000 independent dimensions has sd about 5e-4 around its expectation 2/59 ≈ 0.034.
+    assert eta_squared(features[0], labels).mean() == pytest.approx(result["eta2_null"], abs=1.5e-3)

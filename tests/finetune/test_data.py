@@ -26,6 +26,8 @@ def test_every_language_expresses_the_same_content_in_the_same_order():
         same = sum(a == b for a, b in zip(values[lang], values["en"], strict=True))
         assert same < len(values["en"]) / 4, lang
     assert number_row("ru", 372) == ("ru|372=", "триста семьдесят два")
+    # The README's example of the task.
+    assert number_row("de", 372) == ("de|372=", "dreihundertzweiundsiebzig")
 
 
 def test_the_split_is_disjoint_deterministic_and_seeded():

@@ -135,3 +135,28 @@ def test_a_language_the_embedded_corpus_lacks_is_named_as_such(tmp_path):
     with pytest.raises(DataError, match=r"the embedded corpus has no data for \['xx'\]"):
         run_experiment(parse_config(raw, name="t"), tmp_path / "out", progress=False)
     assert not (tmp_path / "out").exists()  # refused before any work or output
+
+
+def test_miniature_is_what_the_readme_and_its_comments_say():
+    """README, "What the miniature gives" and "Fine-tuning: the main experiment", and the
+    budget comments of miniature.toml."""
+    from finetune.model import PrepareSettings
+
+    config = load_config("miniature")
+    assert config.pretrain == ("en", "de", "ru", "ar", "nl", "uk", "fa", "fr")
+    assert config.seen == ("en", "de", "ru", "ar") and config.unseen == ("nl", "uk", "fa", "fr")
+    assert config.seeds == (0, 1, 2)
+    # 40 steps, batch 8 per language, AdamW, lr 2e-3, φ/φ_P/conflicts every 4th step.
+    assert {k: config.train[k] for k in ("steps", "batch_size", "optimizer", "lr",
+                                         "diagnostics_every")} == {
+        "steps": 40, "batch_size": 8, "optimizer": "adamw", "lr": 2e-3, "diagnostics_every": 4}
+    assert config.prepare == {}  # the base model is prepare's default
+    # 25 examples per task and language, of the 100 held-out numbers; 95 % intervals.
+    assert config.eval["limit"] == 25 and PrepareSettings().eval_size == 100
+    assert config.confidence == 0.95
+    assert [(m.name, m.method, m.partition) for m in config.methods if m.method != "full"] == [
+        ("standard", "standard", "tensor"), ("bucket-zero", "bucket", "zero:50000"),
+        ("bucket-tensor", "bucket", "tensor")]
+    # "12 fine-tuning runs, 13 evaluations" (the base model is evaluated too).
+    runs = len(config.methods) * len(config.seeds)
+    assert runs == 12 and runs + 1 == 13

@@ -147,3 +147,33 @@ def test_settings_are_checked_by_name_and_value():
         PrepareSettings(hidden_size=30, num_heads=4)
     with pytest.raises(ConfigError, match="must leave numbers for pretraining"):
         PrepareSettings(numbers=100, eval_size=50, finetune_size=50)
+
+
+def test_the_default_base_model_has_about_0_3_m_parameters_in_39_tensors():
+    """finetune/model/tiny_llama.py and the README: 4 layers, hidden 64, about 0.3 M
+    parameters in 39 tensors; miniature.toml's zero:50000 cuts them into several buckets
+    that span tensors and layers."""
+    import re
+
+    from finetune.model.tiny_llama import build_model
+    from refmoo.partitions import zero_buckets
+
+    class Tokenizer:  # what build_model reads of a tokenizer
+        bos_token_id, eos_token_id, pad_token_id = 1, 2, 0
+
+        def __len__(self):
+            return settings.vocab_size
+
+    settings = PrepareSettings()
+    assert (settings.num_layers, settings.hidden_size, settings.vocab_size) == (4, 64, 768)
+    model = build_model(settings, Tokenizer(), seed=0)
+    params = list(model.parameters())
+    assert len(params) == 39 == 9 * settings.num_layers + 3
+    total = sum(p.numel() for p in params)
+    assert 0.25e6 <= total <= 0.35e6, total
+    partition = zero_buckets(model, 50_000)
+    assert len(partition) > 2, partition.names
+    # Bucket names give their first and last tensor, e.g.
+    # 'zero2(model.layers.3.self_attn.q_proj.weight..model.layers.2.self_attn.v_proj.weight)'.
+    layers = [set(re.findall(r"layers\.(\d+)\.", name)) for name in partition.names]
+    assert any(len(spanned) > 1 for spanned in layers), partition.names

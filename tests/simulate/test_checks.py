@@ -158,3 +158,24 @@ def test_help_says_what_fsdp2_units_and_exit_statuses_are(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert "UNITS are comma-separated submodule names as in model.named_modules()" in text
     assert "3 the run finished but its check cannot mean anything" in text
+
+
+def test_tolerance_constants_are_the_documented_ones():
+    """simulate/README.md and simulate/tolerance.py: 10× the float32–float64 distance plus
+    one unit roundoff of the largest parameter per step; κ = 10⁴ in the float64 bound;
+    meaningful means at most 1% of the movement."""
+    import torch
+
+    from simulate.tolerance import gamma, meaningful, shadow_tolerance, tolerance
+
+    u32 = 2.0 ** -24
+    assert shadow_tolerance(1e-7, steps=5, param_magnitude=3.0, dtype=torch.float32) == \
+        pytest.approx(10 * 1e-7 + 5 * 2 * u32 * 3.0, rel=1e-12)
+    u64 = 2.0 ** -53
+    got = tolerance("bucket", world_size=4, languages=3, dim=100, steps=5, lr=0.1,
+                    momentum=0.5, optimizer="sgd", dtype=torch.float64,
+                    input_magnitude=2.0, param_magnitude=3.0)
+    lr_eff = 0.1 / (1 - 0.5)
+    assert got == pytest.approx(5 * (2 * u64 * 3.0 + 1e4 * lr_eff * 2 * gamma(3, torch.float64)
+                                     * 3 * 2.0), rel=1e-12)
+    assert meaningful(0.01, 1.0) and not meaningful(0.0101, 1.0)
