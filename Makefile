@@ -24,7 +24,8 @@ lint: $(STAMP)
 test: lint
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest
 
-# The main experiment on the embedded miniature (about 10 minutes on 2 cores).
+# The main experiment on the embedded miniature (about 5 minutes on 2 idle cores;
+# benchmarks/results/finetune_experiment.md).
 demo: $(STAMP)
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m finetune experiment --config miniature --out runs/demo
 
