@@ -95,9 +95,15 @@ def local_registry(local_task_manager):
 
 
 @pytest.fixture(scope="session")
-def default_registry():
-    """The registry over every task the installed lm-eval ships (indexing takes seconds)."""
-    return build_registry(load_task_manager([], include_defaults=True))
+def default_task_manager():
+    """lm-eval's index of every task it ships (indexing takes seconds)."""
+    return load_task_manager([], include_defaults=True)
+
+
+@pytest.fixture(scope="session")
+def default_registry(default_task_manager):
+    """The registry over every task the installed lm-eval ships."""
+    return build_registry(default_task_manager)
 
 
 @pytest.fixture(scope="session")

@@ -87,3 +87,8 @@ def test_global_mmlu_full_has_every_language_group_of_the_index(default_registry
     units = {u.lm_eval_name for u in default_registry.units if u.benchmark == "global_mmlu_full"}
     assert "global_mmlu_full_fil" in units
     assert units == groups
+
+
+def test_the_built_in_index_is_the_size_the_readme_says(default_task_manager):
+    """eval/README.md: ``--no-defaults`` skips lm-eval's ~15 000 built-in configs."""
+    assert 12_000 <= len(default_task_manager.all_tasks) <= 18_000
