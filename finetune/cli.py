@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Each ``add_*_command`` sets ``handler``: a function of the parsed arguments that
     returns the exit status. Errors in the user's input are reported in one line."""
+    _tell_deepspeed_the_device()
     args = build_parser().parse_args(argv)
     from finetune.errors import FinetuneError
 
@@ -34,3 +35,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FinetuneError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+
+
+def _tell_deepspeed_the_device() -> None:
+    """Without CUDA the trainer runs on the CPU (``finetune.train.distributed``); say so to
+    DeepSpeed, which accelerate imports whenever a model is saved and which otherwise
+    guesses, then warns "Setting accelerator to CPU" on every command. A value the user
+    set is kept."""
+    import os
+
+    if "DS_ACCELERATOR" not in os.environ:
+        import torch
+
+        if not torch.cuda.is_available():
+            os.environ["DS_ACCELERATOR"] = "cpu"

@@ -160,3 +160,22 @@ def test_miniature_is_what_the_readme_and_its_comments_say():
     # "12 fine-tuning runs, 13 evaluations" (the base model is evaluated too).
     runs = len(config.methods) * len(config.seeds)
     assert runs == 12 and runs + 1 == 13
+
+
+def test_without_cuda_deepspeed_is_told_the_cpu_and_a_users_choice_is_kept(monkeypatch):
+    """DeepSpeed, imported by accelerate when a model is saved, otherwise guesses the
+    device and warns on every CPU command."""
+    import os
+
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present: DeepSpeed detects it itself")
+    monkeypatch.delenv("DS_ACCELERATOR", raising=False)
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert os.environ["DS_ACCELERATOR"] == "cpu"
+    monkeypatch.setenv("DS_ACCELERATOR", "mps")
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert os.environ["DS_ACCELERATOR"] == "mps"
