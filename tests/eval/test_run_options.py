@@ -162,6 +162,8 @@ def test_between_checkpoint_test_tells_a_real_difference_from_none():
     (row,) = compare_layers(mixed, separated, iterations=2000)
     assert row["probe_accuracy"]["delta"] > 0.3 and row["probe_accuracy"]["p_value"] <= 0.01
     (same,) = compare_layers(mixed, mixed, iterations=2000)
+    # Exact by construction: one checkpoint against itself gives x − x = 0 in every
+    # resample, and every resample then ties the observed difference (p = 1).
     assert same["silhouette"]["delta"] == 0 and same["silhouette"]["p_value"] == 1.0
     low, high = separated["layers"][0]["probe_accuracy_ci"]
     assert low <= separated["layers"][0]["probe_accuracy"] <= high
