@@ -34,8 +34,9 @@ def pow2(e: Tensor) -> tuple[Tensor, Tensor]:
     return torch.ldexp(one, half), torch.ldexp(one, e - half)
 
 
-def ldexp(x: Tensor, e: Tensor) -> Tensor:
-    """``x · 2**e`` with ``e`` broadcast against the leading dimensions of x.
+def ldexp(x: Tensor, e: Tensor, *, trailing: bool = False) -> Tensor:
+    """``x · 2**e`` with ``e`` broadcast against the leading dimensions of x (the
+    trailing ones with ``trailing=True``).
 
     For |e| > 1000 the two factors of :func:`pow2` are applied one after the
     other. When e > 0 both are ≥ 1 and the intermediate lies below the result;
@@ -43,7 +44,8 @@ def ldexp(x: Tensor, e: Tensor) -> Tensor:
     underflows unless the result does. (For float32 x the factors are cast to
     float32; callers keep |e| within float32's exponent range.)
     """
-    shape = e.shape + (1,) * (x.dim() - e.dim())
+    ones = (1,) * (x.dim() - e.dim())
+    shape = ones + e.shape if trailing else e.shape + ones
     if e.numel() == 0 or int(e.abs().max()) <= 1000:
         # One factor is exact and finite here: the common case costs one pass.
         one = torch.ones(e.shape, dtype=torch.float64, device=e.device)

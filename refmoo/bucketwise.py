@@ -34,6 +34,7 @@ the aggregator by one exact power-of-two step, :math:`w(4\hat Q) = 2^{p-1}w(\hat
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 
 import torch
@@ -139,6 +140,13 @@ def _accumulate_grams(G: Tensor, tiling: ColumnTiling, buckets: int, *,
     return Q[:buckets]
 
 
+def _identity_grams(G: Tensor, tiling: ColumnTiling) -> Tensor:
+    """Bucket Grams in G's dtype when tile t is bucket t (``tiling.identity``): one
+    product per bucket, so there is nothing to sum and no float64 buffer to fill."""
+    tiles = _tiles(G, tiling)
+    return torch.bmm(tiles, tiles.transpose(1, 2))
+
+
 def _combine_tiles(G: Tensor, weights: Tensor, tiling: ColumnTiling) -> Tensor:
     """The D-vector whose columns in bucket b are ``weights[b] @ G^b``, written in
     place tile by tile (one batched product over views, then the mixed tiles)."""
@@ -147,7 +155,9 @@ def _combine_tiles(G: Tensor, weights: Tensor, tiling: ColumnTiling) -> Tensor:
     weights = weights.to(dtype=G.dtype, device=G.device)
     out = G.new_empty(G.shape[1])
     if T:
-        per_tile = weights[tile_bucket.clamp(min=0)].unsqueeze(1)  # mixed tiles: redone below
+        # Mixed tiles get some bucket's weights here and are redone below.
+        per_tile = weights if tiling.identity else weights[tile_bucket.clamp(min=0)]
+        per_tile = per_tile.unsqueeze(1)
         torch.bmm(per_tile, _tiles(G, tiling), out=out[:T * c].view(T, 1, c))
     if mixed_bucket.numel():
         X = _mixed_rows(G, tiling, mixed)
@@ -210,7 +220,7 @@ def in_range(Q: Tensor, sizes: Tensor, dtype: torch.dtype) -> Tensor:
     """
     info = torch.finfo(dtype)
     u = info.eps / 2
-    m = torch.diagonal(Q, dim1=-2, dim2=-1).amax(-1)
+    m = torch.diagonal(Q, dim1=-2, dim2=-1).amax(-1).to(torch.float64)
     return (m >= sizes.to(m) * (info.tiny / u)) & (m <= info.max * u)
 
 
@@ -233,7 +243,7 @@ def scaled_bucket_grams(G: Tensor, partition: Partition) -> tuple[Tensor, Tensor
     G = _row_major(G)
     tiling = column_tiling(partition)
     M = len(partition)
-    Q = _accumulate_grams(G, tiling, M)
+    Q = _identity_grams(G, tiling) if tiling.identity else _accumulate_grams(G, tiling, M)
     e = torch.zeros(M, dtype=torch.long, device=G.device)
     bad = ~in_range(Q, tiling.bucket_sizes.to(G.device), G.dtype)
     if not bool(bad.any()):
@@ -244,7 +254,7 @@ def scaled_bucket_grams(G: Tensor, partition: Partition) -> tuple[Tensor, Tensor
     redo = bad & (amax > 0)  # an all-zero bucket's Gram is exactly 0 already
     e = torch.where(redo, torch.frexp(amax)[1].long(), e)
     if bool(redo.any()):
-        Q[redo] = _accumulate_grams(G, tiling, M, select=redo, exponent=e)[redo]
+        Q[redo] = _accumulate_grams(G, tiling, M, select=redo, exponent=e)[redo].to(Q.dtype)
     Q[bad & (amax == 0)] = 0
     if not bool(torch.isfinite(Q).all()):
         locate_non_finite(G, partition)
@@ -351,9 +361,20 @@ def _check_update(out: Tensor, G: Tensor, weights: Tensor, Q: Tensor, e: Tensor,
     :math:`|A_P(G)_j| \le \sum_k |w_{bk}|\,\|g^b_k\|` for j in bucket b, from the
     Grams already at hand; only a bucket whose bound reaches the dtype's maximum is
     read back (the bound is loose by at most a factor of about :math:`K\sqrt{n_b}`)."""
-    norms = torch.diagonal(Q, dim1=-2, dim2=-1).clamp(min=0).sqrt()
+    top = torch.finfo(G.dtype).max
+    diagonal = torch.diagonal(Q, dim1=-2, dim2=-1)
+    if weights.numel() and diagonal.numel():
+        # One bound for all buckets first, K·max|w| · √(max Q) · 2^max e (the largest
+        # entry of a Gram is on its diagonal), with a factor 2 to spare for its own
+        # rounding: usually it settles every bucket.
+        K = weights.shape[-1]
+        largest = K * float(weights.abs().amax()) * math.sqrt(max(float(Q.amax()), 0))
+        if largest == 0 or (math.isfinite(largest)
+                            and math.log2(largest) + int(e.amax()) < math.log2(top) - 1):
+            return
+    norms = diagonal.clamp(min=0).sqrt()
     bound = _scale_by_power_of_two((weights.to(torch.float64).abs() * norms).sum(-1), e)
-    suspect = (~(bound < torch.finfo(G.dtype).max)).nonzero().reshape(-1).tolist()
+    suspect = (~(bound < top)).nonzero().reshape(-1).tolist()
     runs = column_tiling(partition).runs
     for b in suspect:
         spans = runs[runs[:, 2] == b]

@@ -62,9 +62,10 @@ import torch
 from torch import Tensor
 
 from ._checks import check_gram, check_tol
-from ._scale import normalise_gram, pow2
+from ._scale import exponent, ldexp, pow2
 
 _EPS = torch.finfo(torch.float64).eps
+_TINY = torch.finfo(torch.float64).tiny
 # c in the rounding term of the per-row test: a K-term dot product and the
 # weighted sum f = λᵀv each add at most K·eps relative to their absolute terms.
 _ROUNDING = 4.0
@@ -97,23 +98,24 @@ def _bordered(Qn: Tensor) -> Tensor:
     return M
 
 
-def _row_slack(sd: Tensor, lam: Tensor, f: Tensor, tol: float, dim: int = -1) -> Tensor:
+def _row_slack(sd: Tensor, s: Tensor, f: Tensor, tol: float, dim: int = -1) -> Tensor:
     """Allowed violation ``f - v_j`` per row: tol·√(Q_jj·f) plus the rounding of f − v_j.
 
     ``sd`` is √diag(Q), laid out like λ: rows along ``dim`` (``[B, K]`` by default,
-    ``[K, B]`` with ``dim=0``); see the module docstring.
+    ``[K, B]`` with ``dim=0``); ``s`` = Σ_i λ_i√Q_ii and ``f`` are per problem. See the
+    module docstring.
     """
-    K = lam.shape[dim]
-    s = (lam * sd).sum(dim, keepdim=True)
+    K = sd.shape[dim]
+    s, f = s.unsqueeze(dim), f.unsqueeze(dim)
     rounding = (_ROUNDING * K * _EPS) * s * (sd + s)
-    return tol * sd * f.clamp_min(0.0).sqrt().unsqueeze(dim) + rounding
+    return tol * sd * f.clamp_min(0.0).sqrt() + rounding
 
 
 def _violated(Q: Tensor, sd: Tensor, lam: Tensor, tol: float) -> tuple[Tensor, Tensor, Tensor]:
     """``(v, f, violated)``: v = Qλ, f = λᵀv and the rows that fail the per-row test."""
     v = torch.bmm(Q, lam.unsqueeze(-1)).squeeze(-1)
     f = (lam * v).sum(-1)
-    return v, f, f.unsqueeze(-1) - v > _row_slack(sd, lam, f, tol)
+    return v, f, f.unsqueeze(-1) - v > _row_slack(sd, (lam * sd).sum(-1), f, tol)
 
 
 class _Equilibrated:
@@ -166,16 +168,28 @@ class _Equilibrated:
 
 
 # When the support guesses factorise with unrolled element-wise Cholesky
-# (:class:`_UnrolledCholesky`): its O(K³) tensor operations each cover the whole
-# batch, so it costs about K³ operator dispatches whatever the batch, against
+# (:class:`_UnrolledCholesky`): its O(K²) tensor operations each cover the whole
+# batch, so it costs about K² operator dispatches whatever the batch, against
 # one LAPACK call per problem. Measured on one core: 1.3–2.5× faster at 10⁴ problems
 # with K = 8 and 1.4·10⁵ with K = 4; up to 7× slower on batches of 1–1000.
 _UNROLLED_MAX_K = 8
 _UNROLLED_MIN_BATCH = 16  # times K³
+# Problems per pass of the first round (:func:`_first_round`). Its hundred-odd batch
+# operations then work on operands that stay in a core's L2 cache: over 1.4·10⁵
+# problems at once each one streams its operands from memory instead, and the round
+# took about twice as long.
+_FIRST_ROUND_CHUNK = 8192
 
 
 def _unrolled_pays(batch: int, K: int) -> bool:
     return K <= _UNROLLED_MAX_K and batch >= _UNROLLED_MIN_BATCH * K ** 3
+
+
+def _entries(Qn: Tensor) -> Tensor:
+    """A batch ``[B, K, K]`` as float64 entries ``[K, K, B]`` (one converting copy)."""
+    K = Qn.shape[-1]
+    Qt = torch.empty((K, K, Qn.shape[0]), dtype=torch.float64, device=Qn.device)
+    return Qt.copy_(Qn.permute(1, 2, 0))
 
 
 class _UnrolledCholesky:
@@ -189,101 +203,111 @@ class _UnrolledCholesky:
     zero right-hand side, so they get weight 0 exactly. No pivoting is needed on
     a unit diagonal; a pivot that is not positive (C_SS singular to rounding,
     e.g. a zero row or two parallel rows) is reported like a singular LU and left
-    to Wolfe's method. Entries are stored ``[K, K, B]``, so every operand is a
-    contiguous batch vector, and sums over rows are K − 1 additions of such
-    vectors rather than reductions over an axis of length K. Only element-wise
-    +, −, ×, ÷ and √ are used, each correctly rounded by IEEE 754 and never
-    fused, so a problem's weights are bitwise the same whatever else is in its
-    batch.
+    to Wolfe's method.
+
+    Entries are stored ``[K, K, B]`` (:func:`_entries`), so a row or a column of
+    every problem's matrix is one strided ``[n, B]`` view: each step of the
+    factorisation and of the two substitutions is one operation on such a slab,
+    and sums over rows are K − 1 additions in a fixed order rather than
+    reductions. Only element-wise +, −, ×, ÷ and √ are used, each correctly
+    rounded by IEEE 754 and never fused, so a problem's weights are bitwise the
+    same whatever else is in its batch.
     """
 
-    def __init__(self, Qn: Tensor) -> None:
-        K = Qn.shape[-1]
-        # A transposed copy of the flattened [B, K²] block: several times cheaper
-        # than working through a permuted view (strided reads for every entry).
-        self.Q = Qn.reshape(-1, K * K).T.clone(memory_format=torch.contiguous_format)
-        self.Q = self.Q.view(K, K, -1)
-        self.sd = torch.stack([self.Q[k, k] for k in range(K)]).clamp_min(0.0).sqrt()  # [K, B]
-        self.r = torch.where(self.sd > 0, 1.0 / torch.where(self.sd > 0, self.sd, 1.0), 1.0)
+    def __init__(self, Qt: Tensor) -> None:
+        self.Q = Qt  # [K, K, B] float64, normalised
+        K = Qt.shape[0]
+        self.sd = torch.stack([Qt[k, k] for k in range(K)]).clamp_min(0.0).sqrt()  # [K, B]
+        # 1/√Q_kk; a zero row (√Q_kk = 0 exactly, every entry of its row 0) gets a
+        # finite scale instead of 1/0, which leaves C = RQR's row zero. Its pivot is 0
+        # then, so only supports without it are solved.
+        self.r = 1.0 / self.sd.clamp_min(_TINY)
 
     def keep(self, mask: Tensor) -> None:
         self.Q, self.sd, self.r = self.Q[:, :, mask], self.sd[:, mask], self.r[:, mask]
 
-    def _columns(self, S: Tensor | None) -> tuple[list[Tensor], Tensor]:
-        """λ as K batch vectors, and which problems had positive pivots (S = None: all rows)."""
+    def _weights(self, S: Tensor | None) -> tuple[Tensor, Tensor]:
+        """λ ``[K, B]``, and which problems had pivots of at least float64's smallest
+        normal number (S = None: all rows). Elsewhere λ is meaningless (C_SS is
+        singular to rounding) and is left as it comes, NaN included: callers
+        discard it, so no operation is spent on masking it."""
         Q, r = self.Q, self.r
-        K, B = r.shape
-        s = None if S is None else S.T.to(Q.dtype)  # [K, B]
-        rs = r if s is None else r * s
-        L: list[list[Tensor]] = [[] for _ in range(K)]  # L[i][j], j <= i
-        ok = torch.ones(B, dtype=torch.bool)
+        K = r.shape[0]
+        C = Q * r.unsqueeze(1) * r.unsqueeze(0)  # (Q_ij·r_i)·r_j
+        rs = r
+        if S is not None:  # masked rows: unit pivot, zero coupling (C∘ssᵀ + diag(1−s))
+            s = S.T.to(Q.dtype)  # [K, B]
+            C = C * (s.unsqueeze(1) * s.unsqueeze(0))
+            torch.diagonal(C, dim1=0, dim2=1).add_((1.0 - s).T)
+            rs = r * s
+        L = torch.empty_like(C)  # only its lower triangle is written and read
+        pivots = []
         for j in range(K):
-            d = Q[j, j] * r[j] * r[j]
-            if s is not None:  # masked rows: unit pivot, zero coupling (C∘ssᵀ + diag(1−s))
-                d = d * s[j] + (1.0 - s[j])
+            d = C[j, j]
             for k in range(j):
-                d = d - L[j][k] * L[j][k]
-            ok &= d > 0
-            pivot = torch.where(d > 0, d, 1.0).sqrt()
-            for i in range(j + 1, K):
-                a = Q[i, j] * r[i] * r[j]
-                if s is not None:
-                    a = a * (s[i] * s[j])
+                d = d - L[j, k] * L[j, k]
+            pivots.append(d)
+            torch.sqrt(d.clamp_min(_TINY), out=L[j, j])
+            if j + 1 < K:
+                a = C[j + 1:, j]
                 for k in range(j):
-                    a = a - L[i][k] * L[j][k]
-                L[i].append(a / pivot)
-            L[j].append(pivot)
-        z: list[Tensor] = []
+                    a = a - L[j + 1:, k] * L[j, k]
+                torch.div(a, L[j, j], out=L[j + 1:, j])
+        # L z = r_S, column by column: z_j, then its share removed from the rows below.
+        z = torch.empty_like(rs)
+        rest = rs
         for j in range(K):
-            acc = rs[j]
-            for k in range(j):
-                acc = acc - L[j][k] * z[k]
-            z.append(acc / L[j][j])
-        y: list[Tensor] = list(z)
+            torch.div(rest[0], L[j, j], out=z[j])
+            rest = rest[1:] - L[j + 1:, j] * z[j]
+        # Lᵀ y = z, from the last row up.
+        y = torch.empty_like(rs)
+        rest = z
         for j in reversed(range(K)):
-            acc = z[j]
-            for k in range(j + 1, K):
-                acc = acc - L[k][j] * y[k]
-            y[j] = acc / L[j][j]
+            torch.div(rest[j], L[j, j], out=y[j])
+            rest = rest[:j] - L[j, :j] * y[j]
         # Normalised by the computed sum rather than by ‖z‖² (equal in exact
         # arithmetic): on a nearly singular C_SS the two part, and only the former
         # keeps λ on the simplex that the certificate assumes.
-        weights = [r[j] * y[j] for j in range(K)]
-        total = _add_all(weights)
-        ok &= total > 0
-        total = torch.where(total > 0, total, 1.0)
-        return [w / total for w in weights], ok
+        weights = r * y
+        total = _add_rows(weights)
+        ok = (torch.stack(pivots).amin(0) >= _TINY) & (total > 0)
+        return weights / total, ok
 
     def solve(self, S: Tensor) -> tuple[Tensor, Tensor]:
         """(λ ``[B, K]``, info ``[B]``, non-zero where a pivot was not positive)."""
-        weights, ok = self._columns(S)
-        return torch.stack(weights, dim=1), (~ok).to(torch.int32)
+        weights, ok = self._weights(S)
+        return weights.T, (~ok).to(torch.int32)
 
     def full_support(self, tol: float) -> tuple[Tensor, Tensor]:
-        """``(λ [B, K], certified [B])``: every problem solved on all K rows and checked
-        with the per-row and vertex tests of the other rounds, all in this layout
-        (the common case, one round for most problems, costs no axis reductions)."""
-        weights, ok = self._columns(None)
-        K = len(weights)
-        lam = torch.stack(weights)  # [K, B]
-        v = torch.stack([_add_all([self.Q[i, j] * weights[j] for j in range(K)])
-                         for i in range(K)])
-        f = _add_all([weights[j] * v[j] for j in range(K)])
-        violated = f.unsqueeze(0) - v > _row_slack(self.sd, lam, f, tol, dim=0)
+        """``(λ [K, B], certified [B])``: every problem solved on all K rows and checked
+        with the per-row and vertex tests of the other rounds, all in this layout."""
+        lam, ok = self._weights(None)
+        v = _gram_times(self.Q, lam)
+        f = _add_rows(lam * v)
+        s = _add_rows(lam * self.sd)
+        violated = (f - v > _row_slack(self.sd, s, f, tol, dim=0)).any(0)
         vertex = self.Q[0, 0]
-        for k in range(1, K):
+        for k in range(1, lam.shape[0]):
             vertex = torch.minimum(vertex, self.Q[k, k])
-        certified = ok & (lam.amin(0) > 0) & ~violated.any(0) & \
-            _below_vertex(vertex, self.sd, lam, f, dim=0)
-        return lam.T, certified
+        certified = ok & (lam.amin(0) > 0) & ~violated & _below(vertex, s, f, lam.shape[0])
+        return lam, certified
 
 
-def _add_all(terms: list[Tensor]) -> Tensor:
-    """Σ terms, added left to right (a fixed order, unlike a reduction kernel)."""
-    total = terms[0]
-    for t in terms[1:]:
-        total = total + t
+def _add_rows(x: Tensor) -> Tensor:
+    """Σ_k x[k] over the leading axis, added in order (a fixed order, unlike a reduction
+    kernel)."""
+    total = x[0]
+    for k in range(1, x.shape[0]):
+        total = total + x[k]
     return total
+
+
+def _gram_times(Qt: Tensor, lam: Tensor) -> Tensor:
+    """v = Qλ in the entries layout (``[K, K, B]`` times ``[K, B]``), summed in order."""
+    v = Qt[:, 0] * lam[0]
+    for j in range(1, lam.shape[0]):
+        v = v + Qt[:, j] * lam[j]
+    return v
 
 
 class _SolvedCorral:
@@ -471,32 +495,17 @@ def _active_set_solutions(Qn: Tensor, tol: float, rounds: int) -> tuple[Tensor, 
     test certifies it, so this is a shortcut, never an approximation; what is
     left after ``rounds`` goes to Wolfe's method. On aligned gradients (optimum
     on a face) about half the problems settle after one drop, nearly all after
-    three rounds. For large batches of small K (:func:`_unrolled_pays`) the first
-    round runs in :class:`_UnrolledCholesky`'s layout, certificate included.
+    three rounds. Large batches of small K (:func:`_unrolled_pays`) factorise with
+    :class:`_UnrolledCholesky`; their first round usually ran already, in
+    :func:`_first_round`, and what reaches this function is what that left.
     Returns (weights, solved).
     """
     B, K = Qn.shape[0], Qn.shape[-1]
     lam = Qn.new_zeros(B, K)
     solved = torch.zeros(B, dtype=torch.bool)
     live, Q = torch.arange(B), Qn
-    system: _UnrolledCholesky | _Equilibrated
-    if _unrolled_pays(B, K):
-        system = _UnrolledCholesky(Qn)
-        first, solved = system.full_support(tol)
-        lam = torch.where(solved.unsqueeze(-1), first, lam)
-        if bool(solved.all()):
-            return lam, solved
-        # The rest start over from full support (one repeated solve, on the few
-        # problems the first round left) through the loop below.
-        live, Q = (~solved).nonzero().reshape(-1), Qn[~solved]
-        if _unrolled_pays(live.numel(), K):
-            system.keep(~solved)
-        else:
-            system = _Equilibrated(Q)
-    else:
-        system = _Equilibrated(Qn)
+    system = _UnrolledCholesky(_entries(Qn)) if _unrolled_pays(B, K) else _Equilibrated(Qn)
     sd = torch.diagonal(Q, dim1=-2, dim2=-1).clamp_min(0.0).sqrt()
-    B = live.numel()
     S = torch.ones(B, K, dtype=torch.bool)
     active = torch.ones(B, dtype=torch.bool)
     for _ in range(rounds + 1):
@@ -525,16 +534,14 @@ def _active_set_solutions(Qn: Tensor, tol: float, rounds: int) -> tuple[Tensor, 
     return lam, solved
 
 
-def _upper_bound(sd: Tensor, lam: Tensor, f: Tensor, dim: int = -1) -> Tensor:
+def _upper_bound(s: Tensor, f: Tensor, K: int) -> Tensor:
     """What the true λᵀQλ can be at most: f plus its rounding 4Kε·s², s = Σλ_i√Q_ii."""
-    s = (lam * sd).sum(dim)
-    return f + (_ROUNDING * lam.shape[dim] * _EPS) * s * s
+    return f + (_ROUNDING * K * _EPS) * s * s
 
 
-def _below_vertex(vertex: Tensor, sd: Tensor, lam: Tensor, f: Tensor, dim: int = -1) -> Tensor:
-    """:func:`_no_worse_than_a_vertex` given ``vertex`` = min_k Q_kk, λ's rows along ``dim``."""
-    K = lam.shape[dim]
-    return _upper_bound(sd, lam, f, dim) <= vertex * (1 + 2 * _ROUNDING * K * _EPS)
+def _below(vertex: Tensor, s: Tensor, f: Tensor, K: int) -> Tensor:
+    """:func:`_no_worse_than_a_vertex` given ``vertex`` = min_k Q_kk and s = Σλ_i√Q_ii."""
+    return _upper_bound(s, f, K) <= vertex * (1 + 2 * _ROUNDING * K * _EPS)
 
 
 def _no_worse_than_a_vertex(Qn: Tensor, sd: Tensor, lam: Tensor, f: Tensor) -> Tensor:
@@ -547,7 +554,8 @@ def _no_worse_than_a_vertex(Qn: Tensor, sd: Tensor, lam: Tensor, f: Tensor) -> T
     to 1e-15 where a row of norm 1e-10 alone reaches 1e-20. A vertex (one row,
     nothing cancels) is known to rounding, and the optimum is never above it.
     """
-    return _below_vertex(torch.diagonal(Qn, dim1=-2, dim2=-1).amin(-1), sd, lam, f)
+    return _below(torch.diagonal(Qn, dim1=-2, dim2=-1).amin(-1), (lam * sd).sum(-1), f,
+                  lam.shape[-1])
 
 
 def _certified(Qn: Tensor, lam: Tensor, tol: float) -> Tensor:
@@ -572,11 +580,19 @@ def _solve_normalised(Qn: Tensor, tol: float, max_iter: int) -> tuple[Tensor, in
             # Keep whichever answer is provably smaller (usually the fresh one).
             Qi = Qn[idx]
             sd = torch.diagonal(Qi, dim1=-2, dim2=-1).clamp_min(0.0).sqrt()
-            bounds = [_upper_bound(sd, w, (w * torch.bmm(Qi, w.unsqueeze(-1)).squeeze(-1)).sum(-1))
+            bounds = [_upper_bound((w * sd).sum(-1),
+                                   (w * torch.bmm(Qi, w.unsqueeze(-1)).squeeze(-1)).sum(-1),
+                                   Qn.shape[-1])
                       for w in (lam[idx], again)]
             lam[idx] = torch.where((bounds[1] <= bounds[0]).unsqueeze(-1), again, lam[idx])
+    return _on_simplex(lam, dim=-1), iterations
+
+
+def _on_simplex(lam: Tensor, dim: int) -> Tensor:
+    """λ clamped at 0 and divided by its sum (taken in order), rows along ``dim``."""
     lam = lam.clamp_min(0.0)
-    return lam / lam.sum(-1, keepdim=True), iterations
+    rows = lam.movedim(dim, 0)
+    return lam / _add_rows(rows).unsqueeze(dim)
 
 
 def solve_min_norm(Q: Tensor, *, tol: float | None = None, max_iter: int | None = None
@@ -609,9 +625,9 @@ def _solve(Q: Tensor, *, tol: float | None = None, max_iter: int | None = None
     """:func:`solve_min_norm` without the input checks, for Grams refmoo built itself."""
     K = Q.shape[-1]
     batch_shape = Q.shape[:-2]
-    Qn, e, lam, iterations = _solve_normalised_batch(Q, tol, max_iter)
+    lam, e, certificate, iterations = _solve_batch(Q, tol, max_iter, certify=True)
     a, b = pow2(e)
-    value, gap, lower = (t * a * b for t in _certify(Qn, lam))
+    value, gap, lower = (t * a * b for t in certificate)
     out_dtype = Q.dtype
     return MinNormSolution(
         weights=lam.to(out_dtype).reshape(*batch_shape, K),
@@ -626,30 +642,79 @@ def _solve_weights(Q: Tensor) -> Tensor:
     """The weights of :func:`_solve`, without the certificate's value, gap and bound
     (MGDA needs only λ; every λ was already certified by the per-row test)."""
     K = Q.shape[-1]
-    lam = _solve_normalised_batch(Q, None, None)[2]
+    lam = _solve_batch(Q, None, None, certify=False)[0]
     return lam.to(Q.dtype).reshape(*Q.shape[:-2], K)
 
 
-def _solve_normalised_batch(Q: Tensor, tol: float | None, max_iter: int | None
-                            ) -> tuple[Tensor, Tensor, Tensor, int]:
-    """``(Qn, e, λ, iterations)``: Q flattened to ``[B, K, K]`` in float64, normalised
-    (Q = 2^e·Qn), and solved."""
+def _normalised(Q: Tensor, *, batch_last: bool = False) -> tuple[Tensor, Tensor]:
+    """``(Qn, e)``: float64 ``Q = 2^e·Qn`` with the largest diagonal entry of each Qn in
+    [1/2, 1), read as ½(Qn + Qnᵀ) (exact where Q is symmetric; BLAS may leave the
+    last bit of a Gram asymmetric). ``batch_last``: Q and Qn are entries ``[K, K, B]``."""
+    e = exponent(torch.diagonal(Q, dim1=-3 if batch_last else -2,
+                                dim2=-2 if batch_last else -1).amax(-1).to(torch.float64))
+    Qn = ldexp(Q.to(torch.float64), -e, trailing=batch_last)
+    swap = (0, 1) if batch_last else (-1, -2)
+    return 0.5 * (Qn + Qn.transpose(*swap)), e
+
+
+def _solve_batch(Q: Tensor, tol: float | None, max_iter: int | None, *, certify: bool
+                 ) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor, Tensor], int]:
+    """``(λ [B, K], e [B], (value, gap, lower bound) of Qn, iterations)`` for Q flattened
+    to ``[B, K, K]``, solved as Qn = 2^-e·Q in float64 (:func:`_normalised`); the
+    certificate is empty unless ``certify``."""
     K = Q.shape[-1]
     tol = 10 * K * _EPS if tol is None else check_tol(tol, "tol")
     if max_iter is None:
         max_iter = 5 * K + 20
-    Q64 = Q.detach().to(torch.float64).reshape(-1, K, K)
-    if not torch.equal(Q64, Q64.transpose(-1, -2)):  # cheaper than always symmetrising
-        Q64 = 0.5 * (Q64 + Q64.transpose(-1, -2))
-    Qn, e = normalise_gram(Q64)
+    flat = Q.detach().reshape(-1, K, K)
+    if _unrolled_pays(flat.shape[0], K):
+        return _first_round(flat, tol, max_iter, certify)
+    Qn, e = _normalised(flat)
     lam, iterations = _solve_normalised(Qn, tol, max_iter)
-    return Qn, e, lam, iterations
+    return lam, e, _certify(Qn, lam) if certify else (), iterations
+
+
+def _first_round(flat: Tensor, tol: float, max_iter: int, certify: bool
+                 ) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor, Tensor], int]:
+    """:func:`_solve_batch` for large batches: every problem is first solved and certified
+    on its full support by :class:`_UnrolledCholesky`, ``_FIRST_ROUND_CHUNK`` problems
+    at a time, from normalisation to certificate; the rest go through
+    :func:`_solve_normalised` together. Each problem's first round uses only its own
+    entries, so neither the batch nor the chunk size changes a bit of its weights."""
+    B, K = flat.shape[0], flat.shape[-1]
+    lam = torch.empty(B, K, dtype=torch.float64, device=flat.device)
+    e = torch.empty(B, dtype=torch.int64, device=flat.device)
+    certificate = torch.empty(3, B, dtype=torch.float64, device=flat.device) if certify else None
+    left = []
+    for lo in range(0, B, _FIRST_ROUND_CHUNK):
+        hi = min(lo + _FIRST_ROUND_CHUNK, B)
+        Qt, e[lo:hi] = _normalised(_entries(flat[lo:hi]), batch_last=True)
+        first, solved = _UnrolledCholesky(Qt).full_support(tol)
+        first = _on_simplex(first, dim=0)
+        lam[lo:hi] = first.T
+        if certificate is not None:
+            v = _gram_times(Qt, first)
+            certificate[:, lo:hi] = torch.stack(_certificate(v, _add_rows(first * v), dim=0))
+        left.append(lo + (~solved).nonzero().reshape(-1))
+    rest = torch.cat(left)
+    iterations = 1
+    if rest.numel():
+        Qn, _ = _normalised(flat[rest])
+        lam[rest], iterations = _solve_normalised(Qn, tol, max_iter)
+        if certificate is not None:
+            certificate[:, rest] = torch.stack(_certify(Qn, lam[rest]))
+    return lam, e, tuple(certificate) if certificate is not None else (), iterations
 
 
 def _certify(Q: Tensor, lam: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     v = (Q @ lam.unsqueeze(-1)).squeeze(-1)
-    f = (lam * v).sum(-1).clamp_min(0.0)
-    m = v.amin(-1)
+    return _certificate(v, (lam * v).sum(-1), dim=-1)
+
+
+def _certificate(v: Tensor, f: Tensor, dim: int) -> tuple[Tensor, Tensor, Tensor]:
+    """(value, gap, lower bound) from v = Qλ (rows along ``dim``) and f = λᵀv."""
+    f = f.clamp_min(0.0)
+    m = v.amin(dim)
     gap = (f - m).clamp_min(0.0)
     cauchy_schwarz = torch.where((m > 0) & (f > 0), m * m / f.clamp_min(1e-300),
                                  torch.zeros_like(m))
