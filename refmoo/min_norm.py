@@ -214,8 +214,9 @@ class _UnrolledCholesky:
     same whatever else is in its batch.
     """
 
-    def __init__(self, Qt: Tensor) -> None:
+    def __init__(self, Qt: Tensor, work: tuple[Tensor, Tensor] | None = None) -> None:
         self.Q = Qt  # [K, K, B] float64, normalised
+        self.work = work  # buffers shaped like Qt for C and L (see _first_round)
         K = Qt.shape[0]
         self.sd = torch.stack([Qt[k, k] for k in range(K)]).clamp_min(0.0).sqrt()  # [K, B]
         # 1/√Q_kk; a zero row (√Q_kk = 0 exactly, every entry of its row 0) gets a
@@ -225,6 +226,7 @@ class _UnrolledCholesky:
 
     def keep(self, mask: Tensor) -> None:
         self.Q, self.sd, self.r = self.Q[:, :, mask], self.sd[:, mask], self.r[:, mask]
+        self.work = None
 
     def _weights(self, S: Tensor | None) -> tuple[Tensor, Tensor]:
         """λ ``[K, B]``, and which problems had pivots of at least float64's smallest
@@ -233,14 +235,15 @@ class _UnrolledCholesky:
         discard it, so no operation is spent on masking it."""
         Q, r = self.Q, self.r
         K = r.shape[0]
-        C = Q * r.unsqueeze(1) * r.unsqueeze(0)  # (Q_ij·r_i)·r_j
+        C, L = self.work if self.work is not None else (torch.empty_like(Q), torch.empty_like(Q))
+        torch.mul(Q, r.unsqueeze(1), out=C).mul_(r.unsqueeze(0))  # (Q_ij·r_i)·r_j
         rs = r
         if S is not None:  # masked rows: unit pivot, zero coupling (C∘ssᵀ + diag(1−s))
             s = S.T.to(Q.dtype)  # [K, B]
             C = C * (s.unsqueeze(1) * s.unsqueeze(0))
             torch.diagonal(C, dim1=0, dim2=1).add_((1.0 - s).T)
             rs = r * s
-        L = torch.empty_like(C)  # only its lower triangle is written and read
+        # Only L's lower triangle is written and read.
         pivots = []
         for j in range(K):
             d = C[j, j]
@@ -258,13 +261,15 @@ class _UnrolledCholesky:
         rest = rs
         for j in range(K):
             torch.div(rest[0], L[j, j], out=z[j])
-            rest = rest[1:] - L[j + 1:, j] * z[j]
+            if j + 1 < K:
+                rest = rest[1:] - L[j + 1:, j] * z[j]
         # Lᵀ y = z, from the last row up.
         y = torch.empty_like(rs)
         rest = z
         for j in reversed(range(K)):
             torch.div(rest[j], L[j, j], out=y[j])
-            rest = rest[:j] - L[j, :j] * y[j]
+            if j:
+                rest = rest[:j] - L[j, :j] * y[j]
         # Normalised by the computed sum rather than by ‖z‖² (equal in exact
         # arithmetic): on a nearly singular C_SS the two part, and only the former
         # keeps λ on the simplex that the certificate assumes.
@@ -674,6 +679,19 @@ def _solve_batch(Q: Tensor, tol: float | None, max_iter: int | None, *, certify:
     return lam, e, _certify(Qn, lam) if certify else (), iterations
 
 
+def _normalise_entries(Q: Tensor, out: Tensor, scratch: Tensor) -> Tensor:
+    """:func:`_normalised` of a batch ``[b, K, K]`` written as entries into ``out``
+    ``[K, K, b]`` (``scratch`` alike), bit for bit; returns e."""
+    e = exponent(torch.diagonal(Q, dim1=-2, dim2=-1).amax(-1).to(torch.float64))
+    if e.numel() and int(e.abs().max()) > 1000:  # two factors: see _scale.ldexp
+        out.copy_(_normalised(_entries(Q), batch_last=True)[0])
+        return e
+    factor = torch.ldexp(torch.ones_like(e, dtype=torch.float64), -e)
+    scratch.copy_(Q.permute(1, 2, 0)).mul_(factor)  # x·2^-e in float64, exact
+    torch.add(scratch, scratch.transpose(0, 1), out=out).mul_(0.5)
+    return e
+
+
 def _first_round(flat: Tensor, tol: float, max_iter: int, certify: bool
                  ) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor, Tensor], int]:
     """:func:`_solve_batch` for large batches: every problem is first solved and certified
@@ -686,10 +704,16 @@ def _first_round(flat: Tensor, tol: float, max_iter: int, certify: bool
     e = torch.empty(B, dtype=torch.int64, device=flat.device)
     certificate = torch.empty(3, B, dtype=torch.float64, device=flat.device) if certify else None
     left = []
+    # The chunk's [K, K, b] tensors live in buffers reused from chunk to chunk: as fresh
+    # tensors, glibc hands megabyte blocks back to the system when they are freed, and
+    # each new one costs its page faults again (the operations took 3–8 times longer).
+    work = torch.empty(3, K * K * min(B, _FIRST_ROUND_CHUNK), dtype=torch.float64,
+                       device=flat.device)
     for lo in range(0, B, _FIRST_ROUND_CHUNK):
         hi = min(lo + _FIRST_ROUND_CHUNK, B)
-        Qt, e[lo:hi] = _normalised(_entries(flat[lo:hi]), batch_last=True)
-        first, solved = _UnrolledCholesky(Qt).full_support(tol)
+        Qt, C, L = (w[:K * K * (hi - lo)].view(K, K, hi - lo) for w in work)
+        e[lo:hi] = _normalise_entries(flat[lo:hi], Qt, scratch=C)
+        first, solved = _UnrolledCholesky(Qt, work=(C, L)).full_support(tol)
         first = _on_simplex(first, dim=0)
         lam[lo:hi] = first.T
         if certificate is not None:

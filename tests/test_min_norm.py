@@ -294,3 +294,30 @@ def test_unrolled_factorisation_starts_at_16_k_cubed_problems_for_k_up_to_8():
         assert not mn._unrolled_pays(16 * K**3 - 1, K)
         assert mn._unrolled_pays(16 * K**3, K)
     assert not mn._unrolled_pays(10**9, 9)
+
+
+@settings(max_examples=15)
+@given(st.lists(st.one_of(gradient_matrices(K=4, D=st.integers(1, 12), min_exp=-12, max_exp=12),
+                          degenerate_matrices(K=4)), min_size=2, max_size=12),
+       st.integers(1, 5))
+def test_first_round_chunks_change_no_bit(mats, chunk):
+    """Large batches solve their first round in chunks (_first_round). Every problem's
+    first round reads only its own entries, and the problems it leaves are the same
+    set whatever the chunks, so the chunk size changes no bit of the solution; the
+    certificate it reports is the one computed from Q directly, to rounding."""
+    from unittest import mock
+
+    import refmoo.min_norm as mn
+
+    Q = torch.stack([G @ G.T for G in mats])
+    with mock.patch.object(mn, "_UNROLLED_MIN_BATCH", 0):
+        whole = solve_min_norm(Q)
+        with mock.patch.object(mn, "_FIRST_ROUND_CHUNK", chunk):
+            chunked = solve_min_norm(Q)
+    for name in ("weights", "value", "gap", "lower_bound"):
+        assert torch.equal(getattr(whole, name), getattr(chunked, name)), name
+    scale = torch.diagonal(Q, dim1=-2, dim2=-1).amax(-1)
+    value = (whole.weights * (Q @ whole.weights.unsqueeze(-1)).squeeze(-1)).sum(-1)
+    rounding = 8 * 4 * torch.finfo(torch.float64).eps * scale
+    assert bool(((whole.value - value).abs() <= rounding).all())
+    assert bool(((whole.gap - min_norm_gap(Q, whole.weights)).abs() <= rounding).all())
