@@ -147,13 +147,15 @@ def _identity_grams(G: Tensor, tiling: ColumnTiling) -> Tensor:
     return torch.bmm(tiles, tiles.transpose(1, 2))
 
 
-def _combine_tiles(G: Tensor, weights: Tensor, tiling: ColumnTiling) -> Tensor:
+def _combine_tiles(G: Tensor, weights: Tensor, tiling: ColumnTiling, *,
+                   out: Tensor | None = None) -> Tensor:
     """The D-vector whose columns in bucket b are ``weights[b] @ G^b``, written in
-    place tile by tile (one batched product over views, then the mixed tiles)."""
+    place tile by tile (one batched product over views, then the mixed tiles), into
+    ``out`` if given."""
     c, T = tiling.width, tiling.full
     tile_bucket, mixed, mixed_bucket = tiling.on(G.device)
     weights = weights.to(dtype=G.dtype, device=G.device)
-    out = G.new_empty(G.shape[1])
+    out = G.new_empty(G.shape[1]) if out is None else out
     if T:
         # Mixed tiles get some bucket's weights here and are redone below.
         per_tile = weights if tiling.identity else weights[tile_bucket.clamp(min=0)]
@@ -286,7 +288,7 @@ def _bucket_amax(G: Tensor, tiling: ColumnTiling, buckets: int, select: Tensor) 
 # -- the entry point -----------------------------------------------------------------
 
 def bucketwise(aggregator: Aggregator, G: Tensor, partition: Partition, *,
-               keys: Sequence[int] | Tensor | None = None) -> Tensor:
+               keys: Sequence[int] | Tensor | None = None, out: Tensor | None = None) -> Tensor:
     """Apply ``aggregator`` independently on every bucket of ``partition``.
 
     Bucket b is aggregated with ``key=keys[b]`` (default ``b``), so randomised
@@ -296,6 +298,11 @@ def bucketwise(aggregator: Aggregator, G: Tensor, partition: Partition, *,
 
     Mean and Sum act column by column, so they are applied to G directly: no
     Gram is formed, and they fail exactly where the aggregator itself does.
+
+    ``out``: a contiguous D-vector of G's dtype and device, not sharing memory with G,
+    to write the update into and return (in a training loop, a buffer that is already
+    resident: a fresh D-vector's first touch can cost as much as a pass over G). Its
+    contents are unspecified if an error is raised.
 
     >>> from refmoo import MGDA
     >>> G = torch.tensor([[1.0, 1.0], [-1.0, -2.0]], dtype=torch.float64)
@@ -309,19 +316,40 @@ def bucketwise(aggregator: Aggregator, G: Tensor, partition: Partition, *,
         torch.as_tensor(keys, dtype=torch.long).reshape(-1)
     if keys.numel() != len(partition):
         raise ValueError(f"{keys.numel()} keys given for {len(partition)} buckets")
+    if out is not None:
+        _check_out(out, G)
     if isinstance(aggregator, (Mean, Sum)):
         # A(G) = c·1ᵀG is the same on every bucket: concat_b A(G^b) = A(G).
         check_finite(G, partition)
-        return aggregator._aggregate(G, key=0)
-    if isinstance(aggregator, GramAggregator):
+        update = aggregator._aggregate(G, key=0)
+    elif isinstance(aggregator, GramAggregator):
         G = _row_major(G)
         Q, e = scaled_bucket_grams(G, partition)
         weights = _weights(aggregator, Q, e, keys)
-        out = _combine_tiles(G, weights, column_tiling(partition))
-        _check_update(out, G, weights, Q, e, partition)
-        return out
-    check_finite(G, partition)
-    return aggregator.aggregate_partitioned(G, partition, keys)
+        update = _combine_tiles(G, weights, column_tiling(partition), out=out)
+        _check_update(update, G, weights, Q, e, partition)
+        return update
+    else:
+        check_finite(G, partition)
+        update = aggregator.aggregate_partitioned(G, partition, keys)
+    return update if out is None else out.copy_(update)
+
+
+def _check_out(out: Tensor, G: Tensor) -> None:
+    problem = None
+    if not isinstance(out, Tensor):
+        problem = f"must be a tensor, got {type(out).__name__}"
+    elif out.shape != (G.shape[1],):
+        problem = f"must have shape ({G.shape[1]},) (one entry per column of G), " \
+                  f"got {tuple(out.shape)}"
+    elif out.dtype != G.dtype or out.device != G.device:
+        problem = f"must be {G.dtype} on {G.device} like G, got {out.dtype} on {out.device}"
+    elif not out.is_contiguous():
+        problem = "must be contiguous"
+    elif out.numel() and out.untyped_storage().data_ptr() == G.untyped_storage().data_ptr():
+        problem = "shares memory with G, which is still read while the update is written"
+    if problem:
+        raise ValueError(f"out {problem}")
 
 
 def _weights(aggregator: GramAggregator, Q: Tensor, e: Tensor, keys: Tensor) -> Tensor:
