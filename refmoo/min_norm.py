@@ -14,7 +14,8 @@ exact optimum (up to rounding), unlike a Frank-Wolfe loop with a step-size stop.
 
 Three layers keep it fast without giving up exactness: (1) every problem is
 first tried with all K rows, which one batched solve settles when the optimum
-has full support (common for long buckets), then with a few guessed supports
+has full support (common for long buckets; large batches of small K do this
+round in cache-sized chunks, see :func:`_first_round`), then with a few guessed supports
 (drop the rows whose weight came out ≤ 0, or add the worst violated row), all
 problems at once, each guess accepted only if the per-row test certifies it;
 (2) the others run Wolfe with the inverse of the corral's KKT matrix updated by rank-one
@@ -51,7 +52,9 @@ reports both.
 
 Input. :func:`solve_min_norm` refuses matrices that are not symmetric positive
 semi-definite to rounding (:func:`refmoo._checks.check_psd`): on an indefinite
-matrix the KKT conditions describe a saddle or a maximum, not the minimum.
+matrix the KKT conditions describe a saddle or a maximum, not the minimum. What
+it accepts is read as ½(Q + Qᵀ), which changes no bit of a symmetric matrix and
+settles the last-bit asymmetry BLAS may leave in a Gram.
 """
 
 from __future__ import annotations
