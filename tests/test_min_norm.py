@@ -312,7 +312,7 @@ def test_first_round_chunks_change_no_bit(mats, chunk):
     Q = torch.stack([G @ G.T for G in mats])
     with mock.patch.object(mn, "_UNROLLED_MIN_BATCH", 0):
         whole = solve_min_norm(Q)
-        with mock.patch.object(mn, "_FIRST_ROUND_CHUNK", chunk):
+        with mock.patch.object(mn, "_FIRST_ROUND_ENTRIES", 16 * chunk):  # K = 4
             chunked = solve_min_norm(Q)
     for name in ("weights", "value", "gap", "lower_bound"):
         assert torch.equal(getattr(whole, name), getattr(chunked, name)), name
