@@ -181,10 +181,11 @@ class _Equilibrated:
 
 
 # When the support guesses factorise with unrolled element-wise Cholesky
-# (:class:`_UnrolledCholesky`): its O(K²) tensor operations each cover the whole
-# batch, so it costs about K² operator dispatches whatever the batch, against
-# one LAPACK call per problem. Measured on one core: 1.3–2.5× faster at 10⁴ problems
-# with K = 8 and 1.4·10⁵ with K = 4; up to 7× slower on batches of 1–1000.
+# (:class:`_UnrolledCholesky`): its O(K²) tensor operations each cover a chunk of
+# the batch, so it costs about K² operator dispatches per chunk, against one LAPACK
+# call per problem. Measured on one core (the support guesses, best of 7): 1.6×
+# faster at 10⁴ problems and 2.0× at 1.4·10⁵ with K = 4; even (0.9–1.2×) at
+# 0.8–1·10⁴ with K = 8; 2–3× slower on batches of 1–100.
 _UNROLLED_MAX_K = 8
 _UNROLLED_MIN_BATCH = 16  # times K³
 # Matrix entries per pass of the first round (:func:`_first_round`): 2¹⁷ float64, i.e.

@@ -294,6 +294,9 @@ def test_unrolled_factorisation_starts_at_16_k_cubed_problems_for_k_up_to_8():
         assert not mn._unrolled_pays(16 * K**3 - 1, K)
         assert mn._unrolled_pays(16 * K**3, K)
     assert not mn._unrolled_pays(10**9, 9)
+    # benchmarks/RESULTS.md: first-round chunks of 2¹⁷ entries, "8192 problems of K = 4"
+    # (2048 of K = 8, the min_norm.py comment).
+    assert mn._chunk_size(4) == 8192 and mn._chunk_size(8) == 2048
 
 
 @settings(max_examples=15)
