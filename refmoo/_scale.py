@@ -38,19 +38,23 @@ def ldexp(x: Tensor, e: Tensor, *, trailing: bool = False) -> Tensor:
     """``x · 2**e`` with ``e`` broadcast against the leading dimensions of x (the
     trailing ones with ``trailing=True``).
 
-    For |e| > 1000 the two factors of :func:`pow2` are applied one after the
+    Where |e| > 1000 the two factors of :func:`pow2` are applied one after the
     other. When e > 0 both are ≥ 1 and the intermediate lies below the result;
     when e < 0 both are ≤ 1 and it lies above: either way no intermediate over- or
-    underflows unless the result does. (For float32 x the factors are cast to
+    underflows unless the result does. The choice is made per entry of e (elsewhere
+    the second factor is 1, an exact product), so a subnormal result is rounded
+    the same whatever else e holds. (For float32 x the factors are cast to
     float32; callers keep |e| within float32's exponent range.)
     """
     ones = (1,) * (x.dim() - e.dim())
     shape = ones + e.shape if trailing else e.shape + ones
+    one = torch.ones(e.shape, dtype=torch.float64, device=e.device)
     if e.numel() == 0 or int(e.abs().max()) <= 1000:
         # One factor is exact and finite here: the common case costs one pass.
-        one = torch.ones(e.shape, dtype=torch.float64, device=e.device)
         return x * torch.ldexp(one, e).reshape(shape).to(x.dtype)
-    a, b = pow2(e)
+    small = e.abs() <= 1000
+    first = torch.where(small, e, torch.div(e, 2, rounding_mode="floor"))
+    a, b = torch.ldexp(one, first), torch.ldexp(one, e - first)
     return x * a.reshape(shape).to(x.dtype) * b.reshape(shape).to(x.dtype)
 
 

@@ -323,6 +323,10 @@ def bucketwise(aggregator: Aggregator, G: Tensor, partition: Partition, *,
         check_finite(G, partition)
         update = aggregator._aggregate(G, key=0)
     elif isinstance(aggregator, GramAggregator):
+        if G.requires_grad:
+            raise GradientError(
+                "G requires grad, but bucketwise does not differentiate through the "
+                "buckets' weights (it writes the update in place); pass G.detach()")
         G = _row_major(G)
         Q, e = scaled_bucket_grams(G, partition)
         weights = _weights(aggregator, Q, e, keys)
@@ -346,10 +350,26 @@ def _check_out(out: Tensor, G: Tensor) -> None:
         problem = f"must be {G.dtype} on {G.device} like G, got {out.dtype} on {out.device}"
     elif not out.is_contiguous():
         problem = "must be contiguous"
-    elif out.numel() and out.untyped_storage().data_ptr() == G.untyped_storage().data_ptr():
-        problem = "shares memory with G, which is still read while the update is written"
+    elif out.requires_grad:
+        problem = "must not require grad (the update is written into it in place)"
+    elif _overlap(out, G):
+        problem = "overlaps G in memory, which is still read while the update is written"
     if problem:
         raise ValueError(f"out {problem}")
+
+
+def _overlap(a: Tensor, b: Tensor) -> bool:
+    """Whether the bytes that two tensors span intersect (on one device). Spans, not
+    elements: a strided G interleaved with out counts as overlapping, which is safe."""
+    if a.device != b.device or a.numel() == 0 or b.numel() == 0:
+        return False
+
+    def span(t: Tensor) -> tuple[int, int]:
+        last = sum((n - 1) * st for n, st in zip(t.shape, t.stride(), strict=True))
+        return t.data_ptr(), t.data_ptr() + (last + 1) * t.element_size()
+
+    (a0, a1), (b0, b1) = span(a), span(b)
+    return a0 < b1 and b0 < a1
 
 
 def _weights(aggregator: GramAggregator, Q: Tensor, e: Tensor, keys: Tensor) -> Tensor:

@@ -64,7 +64,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ._checks import check_gram, check_tol
+from ._checks import GradientError, check_gram, check_tol
 from ._scale import exponent, ldexp, pow2
 
 _EPS = torch.finfo(torch.float64).eps
@@ -645,14 +645,19 @@ def _finish_with_wolfe(Qn: Tensor, lam: Tensor, rest: Tensor, tol: float, max_it
         idx = rest.nonzero().squeeze(-1)[redo]
         again, _, extra = _wolfe(Qn[idx], _SolvedCorral, tol, max_iter)
         iterations += extra
-        # Keep whichever answer is provably smaller (usually the fresh one).
+        # Keep whichever answer is provably smaller (usually the fresh one); an answer
+        # that is not finite (the rank-one updates can break down into NaN) counts as +inf.
         Qi = Qn[idx]
         sd = torch.diagonal(Qi, dim1=-2, dim2=-1).clamp_min(0.0).sqrt()
         bounds = [_upper_bound((w * sd).sum(-1),
                                (w * torch.bmm(Qi, w.unsqueeze(-1)).squeeze(-1)).sum(-1),
-                               Qn.shape[-1])
+                               Qn.shape[-1]).nan_to_num(nan=torch.inf)
                   for w in (lam[idx], again)]
         lam[idx] = torch.where((bounds[1] <= bounds[0]).unsqueeze(-1), again, lam[idx])
+    if not bool(torch.isfinite(lam[rest]).all()):
+        b = int(rest.nonzero()[~torch.isfinite(lam[rest]).all(-1)][0])
+        raise GradientError(f"the min-norm solver found no finite weights for matrix {b} of the "
+                            "batch (normalised: " + str(Qn[b].tolist()) + "); please report this")
     return iterations
 
 
@@ -761,8 +766,11 @@ def _first_round(flat: Tensor, tol: float, max_iter: int, certify: bool
     on its full support by :class:`_UnrolledCholesky`, ``_FIRST_ROUND_ENTRIES / K²``
     problems at a time, from normalisation to certificate; the rest go through the
     other support guesses and Wolfe's method together. A problem's first round uses
-    only its own entries, and the problems it leaves are the same set whatever the
-    chunks, so neither the batch nor the chunk size changes a bit of its weights."""
+    only its own entries, so one that it settles gets the same bits whatever else is
+    in the batch; and the problems it leaves are the same set whatever the chunks, so
+    the chunk size changes no bit of any weight. (A problem it leaves is solved with
+    the others left, by the unrolled or the LAPACK path depending on their number, so
+    its bits can depend on the batch, within rounding.)"""
     B, K = flat.shape[0], flat.shape[-1]
     lam = torch.empty(B, K, dtype=torch.float64, device=flat.device)
     e = torch.empty(B, dtype=torch.int64, device=flat.device)

@@ -104,8 +104,48 @@ def test_out_is_checked_before_any_work():
         (torch.empty(5), r"out must have shape \(6,\)"),
         (torch.empty(6, dtype=torch.float64), "must be torch.float32"),
         (torch.empty(12)[::2], "must be contiguous"),
-        (G[0], "shares memory with G"),
+        (G[0], "overlaps G in memory"),
+        (torch.empty(6, requires_grad=True), "must not require grad"),
     ]
     for out, message in cases:
         with pytest.raises(ValueError, match=message):
             bucketwise(MGDA(), G, p, out=out)
+
+
+def test_out_is_refused_exactly_when_it_overlaps_g_in_memory():
+    """Separate storages over the same bytes overlap; adjacent slices of one buffer don't."""
+    import numpy as np
+    import pytest
+
+    flat = torch.randn(4 * 64)
+    G = flat[:192].view(3, 64)
+    p = Partition.chunks(64, 16)
+    expected = bucketwise(MGDA(), G.clone(), p)
+    torch.testing.assert_close(bucketwise(MGDA(), G, p, out=flat[192:]), expected)
+    a = np.random.default_rng(0).standard_normal(256).astype(np.float32)
+    aliased = torch.from_numpy(a[:192].reshape(3, 64)), torch.from_numpy(a[64:128])
+    with pytest.raises(ValueError, match="overlaps G in memory"):
+        bucketwise(MGDA(), aliased[0], p, out=aliased[1])
+
+
+def test_rows_below_the_gram_range_in_many_buckets():
+    """432 equal buckets (the unrolled solver's threshold for K = 3) whose small rows make
+    the Gram entries subnormal: each gets the single bucket's update, as 431 do."""
+    t = 1e-158
+    GA = torch.tensor([[5.0, 0, 0], [-0.3 * t, 0.7 * t, 0], [-0.5 * t, 0, 0.9 * t]],
+                      dtype=torch.float64)
+    for n in (431, 432):
+        out = bucketwise(MGDA(), GA.repeat(1, n), Partition.chunks(3 * n, 3))
+        # Entry 0 is a cancellation far below the small rows' scale t: compare at t.
+        torch.testing.assert_close(out, MGDA()(GA).repeat(n), rtol=1e-9, atol=1e-9 * t)
+
+
+def test_g_that_requires_grad_gets_a_clear_error():
+    import pytest
+
+    from refmoo._checks import GradientError
+
+    G = torch.randn(2, 6, requires_grad=True)
+    with pytest.raises(GradientError, match=r"G requires grad.*pass G.detach\(\)"):
+        bucketwise(MGDA(), G, Partition.chunks(6, 3))
+    bucketwise(MGDA(), G.detach(), Partition.chunks(6, 3))

@@ -324,3 +324,62 @@ def test_first_round_chunks_change_no_bit(mats, chunk):
     rounding = 8 * 4 * torch.finfo(torch.float64).eps * scale
     assert bool(((whole.value - value).abs() <= rounding).all())
     assert bool(((whole.gap - min_norm_gap(Q, whole.weights)).abs() <= rounding).all())
+
+
+def test_chunks_change_no_bit_where_normalised_entries_are_subnormal():
+    """A matrix 1e-320 in scale needs the two-factor power of two (|e| > 1000) while its
+    batch neighbour needs one; the factors are chosen per matrix, so the neighbour's
+    subnormal entries (rows 1e-153 of its largest) round the same alone or together."""
+    from unittest import mock
+
+    import refmoo.min_norm as mn
+
+    t = 1e-153
+    A = torch.tensor([[5.0, 0, 0], [-0.3 * t, 0.7 * t, 0], [-0.5 * t, 0, 0.9 * t]],
+                     dtype=torch.float64)
+    B = 1e-160 * torch.tensor([[1.0, 2, 0], [0, 1, 3], [2, 0, 1]], dtype=torch.float64)
+    Q = torch.stack([A @ A.T, B @ B.T])
+    with mock.patch.object(mn, "_UNROLLED_MIN_BATCH", 0):
+        together = solve_min_norm(Q)
+        with mock.patch.object(mn, "_FIRST_ROUND_ENTRIES", 9):  # one matrix per chunk
+            apart = solve_min_norm(Q)
+    for name in ("weights", "value", "gap", "lower_bound"):
+        assert torch.equal(getattr(together, name), getattr(apart, name)), name
+
+
+def test_rows_below_the_gram_range_still_get_finite_optimal_weights():
+    """Rows 1e-158 of the largest make Gram entries subnormal. The large-batch guesses
+    cannot certify such a matrix and Wolfe's rank-one updates broke down into NaN,
+    which a NaN comparison then kept; the fresh factorisations' answer must win."""
+    from unittest import mock
+
+    import refmoo.min_norm as mn
+
+    t = 1e-158
+    G = torch.tensor([[5.0, 0, 0], [-0.3 * t, 0.7 * t, 0], [-0.5 * t, 0, 0.9 * t]],
+                     dtype=torch.float64)
+    Q = G @ G.T
+    alone = solve_min_norm(Q).weights
+    with mock.patch.object(mn, "_UNROLLED_MIN_BATCH", 0):
+        batched = solve_min_norm(Q.expand(3, 3, 3).contiguous()).weights
+    assert bool(torch.isfinite(batched).all())
+    torch.testing.assert_close(batched, alone.expand(3, 3), rtol=0, atol=1e-12)
+
+
+def test_first_round_answers_do_not_depend_on_the_batch():
+    """A problem that the first round settles (here: independent rows much longer than
+    K, full support) reads only its own entries, so it gets the same bits alone as in
+    any batch (RESULTS.md, _first_round)."""
+    from unittest import mock
+
+    import refmoo.min_norm as mn
+
+    G = torch.randn(24, 4, 64, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    G[::5] *= 1e-6  # rows of very different scales in one batch
+    Q = G @ G.transpose(1, 2)
+    with mock.patch.object(mn, "_UNROLLED_MIN_BATCH", 0):
+        together = solve_min_norm(Q)
+        for b in range(Q.shape[0]):
+            alone = solve_min_norm(Q[b:b + 1])
+            assert torch.equal(alone.weights[0], together.weights[b])
+            assert torch.equal(alone.value[0], together.value[b])
