@@ -375,7 +375,8 @@ def test_first_round_answers_do_not_depend_on_the_batch():
     import refmoo.min_norm as mn
 
     G = torch.randn(24, 4, 64, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
-    G[::5] *= 1e-6  # rows of very different scales in one batch
+    G[::5] *= 1e-6  # matrices of very different scales in one batch, some of them
+    G[1::5] *= 0.7  # shifted by odd powers of two against the others
     Q = G @ G.transpose(1, 2)
     with mock.patch.object(mn, "_UNROLLED_MIN_BATCH", 0):
         together = solve_min_norm(Q)
