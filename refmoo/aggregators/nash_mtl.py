@@ -28,10 +28,13 @@ Degenerate buckets. φ is bounded below, so the solution exists, exactly when no
 stationary (rank deficiency alone is fine: the Hessian
 :math:`Q + \mathrm{diag}(\alpha^{-2})` stays positive definite). A bucket whose
 min-norm value (exact Wolfe solver) is at most ``stationary_tol`` times its
-largest squared row norm is treated as stationary and solved with the ridge
-:math:`(Q/s + \varepsilon I)\alpha' = 1/\alpha'`, :math:`\alpha=\alpha'/\sqrt{s}`,
-s = max diagonal, ε = ``ridge``. Then a zero row gets a finite weight
-(:math:`1/\sqrt{\varepsilon}`, contributing nothing), and an exactly conflicting
+largest squared row norm (and never less than K·eps of Q's dtype: below that a
+float32 Gram's value is its rounding) is treated as stationary and solved with the
+ridge :math:`(Q/s + \varepsilon I)\alpha' = 1/\alpha'`, :math:`\alpha=\alpha'/\sqrt{s}`,
+s = max diagonal, ε = ``ridge``; where Q/s is indefinite by more than ε/2 (rounding
+of a float32 Gram), ε is raised so that the smallest eigenvalue of the sum is ε.
+Then a zero row gets a finite weight (:math:`1/\sqrt{\varepsilon}`, contributing
+nothing), and an exactly conflicting
 pair :math:`g_2 = -c\,g_1` cancels along :math:`g_1` up to O(√ε).
 
 K = 1: the formula gives :math:`g_1/\|g_1\|`; we return :math:`g_1` instead, as
@@ -124,7 +127,7 @@ class NashMTL(GramAggregator):
     :param max_norm: clip :math:`\\|G^\\top\\alpha\\|` to this value (0 disables, the default).
     :param ridge: ε used for Pareto-stationary buckets, relative to the largest diagonal.
     :param stationary_tol: min-norm value (relative to the largest diagonal) below which a
-        bucket counts as Pareto stationary.
+        bucket counts as Pareto stationary (raised to K·eps of the Gram's dtype).
     """
 
     weight_degree = -1  # Qα = 1/α gives α(cG) = α(G)/c
@@ -144,8 +147,20 @@ class NashMTL(GramAggregator):
         scale = torch.diagonal(Q64, dim1=-2, dim2=-1).amax(-1)
         scale = torch.where(scale > 0, scale, torch.ones_like(scale))
         Qn = Q64 / scale[:, None, None]
-        stationary = _solve(Qn).value <= self.stationary_tol
-        Qr = Qn + (self.ridge * stationary.to(Qn.dtype))[:, None, None] * torch.eye(K)
+        # Below K·eps of Q's own dtype (relative to the largest diagonal) a min-norm value
+        # is the rounding of a float32 Gram, not a distance from stationarity.
+        tol = max(self.stationary_tol, K * torch.finfo(Q.dtype).eps)
+        stationary = _solve(Qn).value <= tol
+        ridge = self.ridge * stationary.to(Qn.dtype)
+        if bool(stationary.any()):
+            # A stationary bucket's Gram can be indefinite by its rounding (float32 Grams:
+            # about 1e-7 of the diagonal, far above the ridge); φ is then unbounded below
+            # and Newton's iterates diverge. Shift such a matrix so that its smallest
+            # eigenvalue is the ridge itself.
+            low = torch.linalg.eigvalsh(Qn[stationary])[:, 0]
+            ridge[stationary] = torch.where(low < -0.5 * self.ridge, self.ridge - low,
+                                            ridge[stationary])
+        Qr = Qn + ridge[:, None, None] * torch.eye(K)
         # Along the ray t·a, φ is minimised at t = sqrt(K / aᵀQa): start at the right scale.
         a = torch.diagonal(Qr, dim1=-2, dim2=-1).clamp_min(self.ridge).rsqrt()
         quad = (a * (Qr @ a.unsqueeze(-1)).squeeze(-1)).sum(-1)
