@@ -651,7 +651,7 @@ def _finish_with_wolfe(Qn: Tensor, lam: Tensor, rest: Tensor, tol: float, max_it
         sd = torch.diagonal(Qi, dim1=-2, dim2=-1).clamp_min(0.0).sqrt()
         bounds = [_upper_bound((w * sd).sum(-1),
                                (w * torch.bmm(Qi, w.unsqueeze(-1)).squeeze(-1)).sum(-1),
-                               Qn.shape[-1]).nan_to_num(nan=torch.inf)
+                               Qn.shape[-1]).nan_to_num(nan=torch.inf, posinf=torch.inf)
                   for w in (lam[idx], again)]
         lam[idx] = torch.where((bounds[1] <= bounds[0]).unsqueeze(-1), again, lam[idx])
     if not bool(torch.isfinite(lam[rest]).all()):
