@@ -98,14 +98,16 @@ def check_psd(Q: Tensor, *, name: str = "Q") -> None:
     :math:`N = \mathrm{diag}(\sqrt{Q_{kk}})`, so that it means the same for a row
     1e-12 times smaller than the others (a test on Q itself would only see the
     largest rows). With δ = :func:`gram_rtol`: the diagonal must be non-negative
-    (a sum of squares, even rounded), :math:`|C_{ij} - C_{ji}| \le \delta`, and
-    :math:`C + K\delta I` must be positive definite, i.e.
-    :math:`\lambda_{\min}(C) \ge -K\delta` (a perturbation of at most δ per entry
-    moves eigenvalues by at most Kδ). The last test runs as a Cholesky
-    factorisation of :math:`Q + K\delta\,\mathrm{diag}(Q) = N(C + K\delta I)N`,
-    which needs no division by N (Cholesky is unaffected by such a diagonal
-    scaling, so its rounding is that of the test on C).
+    (a sum of squares, even rounded), :math:`|C_{ij} - C_{ji}| \le \delta`
+    (:func:`check_symmetric`), and :math:`C + K\delta I` must be positive definite,
+    i.e. :math:`\lambda_{\min}(C) \ge -K\delta` (:func:`check_definite`).
     """
+    check_definite(check_symmetric(Q, name=name), name=name)
+
+
+def check_symmetric(Q: Tensor, *, name: str = "Q") -> Tensor:
+    """The first two tests of :func:`check_psd` (non-negative diagonal, symmetric to
+    rounding); returns Q as float64 ``[B, K, K]``."""
     K = Q.shape[-1]
     delta = gram_rtol(Q.dtype)
     Q64 = Q.detach().to(torch.float64).reshape(-1, K, K)
@@ -126,6 +128,22 @@ def check_psd(Q: Tensor, *, name: str = "Q") -> None:
                 f"{name} is not symmetric: entries ({i}, {j}) = {float(Q64[b, i, j]):.6e} and "
                 f"({j}, {i}) = {float(Q64[b, j, i]):.6e} of matrix {b} differ by more than "
                 f"rounding ({delta:.1e} relative to the row norms)")
+    return Q64
+
+
+def check_definite(Q64: Tensor, *, name: str = "Q", index: Tensor | None = None,
+                   dtype: torch.dtype | None = None) -> None:
+    r"""The last test of :func:`check_psd` on float64 ``Q64 [B, K, K]`` that passed
+    :func:`check_symmetric`: :math:`C + K\delta I` positive definite, run as a
+    Cholesky factorisation of :math:`Q + K\delta\,\mathrm{diag}(Q) = N(C + K\delta
+    I)N`, which needs no division by N (Cholesky is unaffected by such a diagonal
+    scaling, so its rounding is that of the test on C). ``index``: the position in
+    the caller's batch of each matrix, for the error; ``dtype``: the one Q came in,
+    for δ (default float64).
+    """
+    K = Q64.shape[-1]
+    delta = gram_rtol(dtype or Q64.dtype)
+    d = torch.diagonal(Q64, dim1=-2, dim2=-1)
     # A zero row passes only with zero off-diagonal entries: a shift far below every
     # non-zero row (2^-900 of the largest, at least float64's smallest normal) is
     # its pivot, and any entry beside it fails.
@@ -140,10 +158,11 @@ def check_psd(Q: Tensor, *, name: str = "Q") -> None:
         inv = torch.where(n > 0, 1.0 / torch.where(n > 0, n, 1.0), 0.0)
         C = (inv.unsqueeze(-1) * Q64[b]) * inv.unsqueeze(-2)
         low = float(torch.linalg.eigvalsh(0.5 * (C + C.T))[0])
+        where = b if index is None else int(index[b])
         raise GradientError(
-            f"{name} is not positive semi-definite: matrix {b}, scaled to a unit diagonal, "
-            f"has eigenvalue {low:.3e} < -{K * delta:.1e} (rounding allowance), so it is not "
-            "the Gram matrix G Gᵀ of any gradients")
+            f"{name} is not positive semi-definite: matrix {where}, "
+            f"scaled to a unit diagonal, has eigenvalue {low:.3e} < -{K * delta:.1e} (rounding "
+            "allowance), so it is not the Gram matrix G Gᵀ of any gradients")
 
 
 def check_tol(value: float, name: str) -> float:

@@ -15,7 +15,7 @@ exact optimum (up to rounding), unlike a Frank-Wolfe loop with a step-size stop.
 Three layers keep it fast without giving up exactness: (1) every problem is
 first tried with all K rows, which one batched solve settles when the optimum
 has full support (common for long buckets; large batches of small K do this
-round in cache-sized chunks, see :func:`_first_round`), then with a few guessed supports
+round in cache-sized chunks, see :func:`_first_rounds`), then with a few guessed supports
 (drop the rows whose weight came out ≤ 0, or add the worst violated row), all
 problems at once, each guess accepted only if the per-row test certifies it;
 (2) the others run Wolfe with the inverse of the corral's KKT matrix updated by rank-one
@@ -64,7 +64,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ._checks import GradientError, check_gram, check_tol
+from ._checks import GradientError, check_definite, check_gram, check_symmetric, check_tol
 from ._scale import exponent, ldexp, pow2
 
 _EPS = torch.finfo(torch.float64).eps
@@ -72,7 +72,7 @@ _TINY = torch.finfo(torch.float64).tiny
 # c in the rounding term of the per-row test: a K-term dot product and the
 # weighted sum f = λᵀv each add at most K·eps relative to their absolute terms.
 _ROUNDING = 4.0
-# Support guesses before Wolfe's method (see _active_set_solutions).
+# Support guesses before Wolfe's method, after the full support (see _guess_supports).
 _GUESS_ROUNDS = 4
 
 
@@ -188,7 +188,7 @@ class _Equilibrated:
 # 0.8–1·10⁴ with K = 8; 2–3× slower on batches of 1–100.
 _UNROLLED_MAX_K = 8
 _UNROLLED_MIN_BATCH = 16  # times K³
-# Matrix entries per pass of the first round (:func:`_first_round`): 2¹⁷ float64, i.e.
+# Matrix entries per pass of the first round (:func:`_first_rounds`): 2¹⁷ float64, i.e.
 # 8192 problems of K = 4, 2048 of K = 8. Its hundred-odd batch operations then work on
 # operands that stay in a core's L2 cache: over 1.4·10⁵ problems of K = 4 at once each
 # one streams its operands from memory instead, and the round took about twice as long.
@@ -234,7 +234,7 @@ class _UnrolledCholesky:
 
     def __init__(self, Qt: Tensor, work: tuple[Tensor, Tensor] | None = None) -> None:
         self.Q = Qt  # [K, K, B] float64, normalised
-        self.work = work  # buffers shaped like Qt for C and L (see _first_round)
+        self.work = work  # buffers shaped like Qt for C and L (see _first_rounds)
         K = Qt.shape[0]
         self.sd = torch.stack([Qt[k, k] for k in range(K)]).clamp_min(0.0).sqrt()  # [K, B]
         # 1/√Q_kk; a zero row (√Q_kk = 0 exactly, every entry of its row 0) gets a
@@ -538,47 +538,62 @@ def _active_set_solutions(Qn: Tensor, tol: float, rounds: int) -> tuple[Tensor, 
     """:func:`_guess_supports` for a batch ``[B, K, K]``: with :class:`_UnrolledCholesky`
     for large batches of small K (:func:`_unrolled_pays`), else :class:`_Equilibrated`."""
     B, K = Qn.shape[0], Qn.shape[-1]
-    if _unrolled_pays(B, K):
-        return _guess_supports(_UnrolledCholesky(_entries(Qn)), tol, rounds, B, K)
-    return _guess_supports(_Equilibrated(Qn), tol, rounds, B, K)
+    system = _UnrolledCholesky(_entries(Qn)) if _unrolled_pays(B, K) else _Equilibrated(Qn)
+    return _guess_supports(system, tol, rounds, B, K)[:2]
 
 
 def _guess_supports(system: _UnrolledCholesky | _Equilibrated, tol: float, rounds: int,
-                    B: int, K: int, start: tuple[Tensor, Tensor] | None = None
-                    ) -> tuple[Tensor, Tensor]:
+                    B: int, K: int, S: Tensor | None = None, budget: Tensor | None = None,
+                    min_active: int = 0) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor, Tensor]]:
     """Guess every problem's support, a few batched solves for all of them at once.
 
-    Start with all K rows (when the gradients of a bucket are many more than K
-    numbers long and not strongly aligned, the optimum usually has full support
-    and one solve settles it). Then, per round and per unsettled problem: if
-    the affine minimiser on S has a weight ≤ 0, drop those rows; else add the
-    row that fails the per-row test most. A guess counts only when the per-row
-    test certifies it (``system.residuals``), so this is a shortcut, never an
-    approximation; what is left after ``rounds`` goes to Wolfe's method. On aligned
-    gradients (optimum on a face) about half the problems settle after one drop,
-    nearly all after three rounds. ``start``: the full-support ``system.solve(None)``
-    when the caller has it already. Returns (weights ``[B, K]``, solved ``[B]``).
+    Start with all K rows, or with the supports S ``[B, K]`` when given (when the
+    gradients of a bucket are many more than K numbers long and not strongly
+    aligned, the optimum usually has full support and one solve settles it). Then,
+    per round and per unsettled problem: if the affine minimiser on S has a weight
+    ≤ 0, drop those rows; else add the row that fails the per-row test most. A guess
+    counts only when the per-row test certifies it (``system.residuals``), so this is
+    a shortcut, never an approximation. On aligned gradients (optimum on a face)
+    about half the problems settle after one drop, nearly all after three rounds.
+
+    Each problem may take ``rounds`` guesses after its first (``budget`` ``[B]``: its
+    own count). The rounds stop early once fewer than ``min_active`` problems are
+    left, which then carry on later with the same guesses and budgets.
+
+    Returns (weights ``[B, K]``, solved ``[B]``, (pending, next, budget)): the
+    problems ``pending`` (indices) still have a guess ``next`` to try, which a later
+    call takes up as S with the remaining ``budget``; the others unsolved either
+    used up their guesses or had a singular support, which is Wolfe's (it keeps
+    corrals affinely independent).
     """
     lam = torch.zeros(B, K, dtype=torch.float64, device=system.r.device)
     solved = torch.zeros(B, dtype=torch.bool, device=lam.device)
     live = torch.arange(B, device=lam.device)
-    S = torch.ones(B, K, dtype=torch.bool, device=lam.device)
+    full = S is None
+    if full:
+        S = torch.ones(B, K, dtype=torch.bool, device=lam.device)
+    left = torch.full((B,), rounds, device=lam.device) if budget is None else budget
     active = torch.ones(B, dtype=torch.bool, device=lam.device)
-    for round_ in range(rounds + 1):
-        if round_ == 0 and start is not None:
-            y, info = start
-        else:
-            y, info = system.solve(None if round_ == 0 else S)
+    while True:
+        y, info = system.solve(None if full else S)
+        full = False
         positive = torch.where(S, y, torch.ones_like(y)).amin(-1) > 0
         v, f, violated, below_vertex = system.residuals(y, tol)
         done = active & (info == 0) & positive & ~violated.any(-1) & below_vertex
         lam[live[done]] = y[done]
         solved[live[done]] = True
-        # Unsolvable (singular) supports are Wolfe's: it keeps corrals affinely independent.
-        active &= (info == 0) & ~done
+        active &= (info == 0) & ~done & (left > 0)
         n_active = int(active.sum())
-        if n_active == 0 or round_ == rounds:
+        if n_active == 0:
             break
+        stop = n_active < min_active
+        # Compacting gathers every per-problem array: worth it only once a quarter
+        # are done (after the full-support round, usually few are on aligned gradients).
+        if stop or 4 * n_active < 3 * live.numel():
+            live, S, left, y, v, f, violated, positive = (
+                t[active] for t in (live, S, left, y, v, f, violated, positive))
+            system.keep(active)
+            active = torch.ones(n_active, dtype=torch.bool, device=lam.device)
         sd = system.row_norms
         score = torch.where(violated & ~S, (f.unsqueeze(-1) - v) / sd.clamp_min(1e-300),
                             torch.full_like(v, -torch.inf))
@@ -586,13 +601,10 @@ def _guess_supports(system: _UnrolledCholesky | _Equilibrated, tol: float, round
         # on the strided [B, K] views of the unrolled layout.
         add = _one_hot(score.max(-1).indices, K) & positive.unsqueeze(-1)
         S = torch.where(positive.unsqueeze(-1), S | add, S & (y > 0))
-        # Compacting gathers every per-problem array: worth it only once a quarter
-        # are done (after the full-support round, usually few are on aligned gradients).
-        if 4 * n_active < 3 * live.numel():
-            live, S = live[active], S[active]
-            system.keep(active)
-            active = torch.ones(n_active, dtype=torch.bool, device=lam.device)
-    return lam, solved
+        left = left - 1
+        if stop:
+            break
+    return lam, solved, (live[active], S[active], left[active])
 
 
 def _upper_bound(s: Tensor, f: Tensor, K: int) -> Tensor:
@@ -689,16 +701,19 @@ def solve_min_norm(Q: Tensor, *, tol: float | None = None, max_iter: int | None 
     ...
     refmoo._checks.GradientError: Q is not positive semi-definite: ...
     """
-    check_gram(Q, psd=True)
-    return _solve(Q, tol=tol, max_iter=max_iter)
+    check_gram(Q)
+    check_symmetric(Q)
+    return _solve(Q, tol=tol, max_iter=max_iter, check_definite=True)
 
 
-def _solve(Q: Tensor, *, tol: float | None = None, max_iter: int | None = None
-           ) -> MinNormSolution:
-    """:func:`solve_min_norm` without the input checks, for Grams refmoo built itself."""
+def _solve(Q: Tensor, *, tol: float | None = None, max_iter: int | None = None,
+           check_definite: bool = False) -> MinNormSolution:
+    """:func:`solve_min_norm` without the input checks, for Grams refmoo built itself
+    (``check_definite``: with the last one, see :func:`_solve_batch`)."""
     K = Q.shape[-1]
     batch_shape = Q.shape[:-2]
-    lam, e, certificate, iterations = _solve_batch(Q, tol, max_iter, certify=True)
+    lam, e, certificate, iterations = _solve_batch(Q, tol, max_iter, certify=True,
+                                                   definite=check_definite)
     a, b = pow2(e)
     value, gap, lower = (t * a * b for t in certificate)
     out_dtype = Q.dtype
@@ -730,18 +745,23 @@ def _normalised(Q: Tensor, *, batch_last: bool = False) -> tuple[Tensor, Tensor]
     return 0.5 * (Qn + Qn.transpose(*swap)), e
 
 
-def _solve_batch(Q: Tensor, tol: float | None, max_iter: int | None, *, certify: bool
+def _solve_batch(Q: Tensor, tol: float | None, max_iter: int | None, *, certify: bool,
+                 definite: bool = False
                  ) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor, Tensor], int]:
     """``(λ [B, K], e [B], (value, gap, lower bound) of Qn, iterations)`` for Q flattened
     to ``[B, K, K]``, solved as Qn = 2^-e·Q in float64 (:func:`_normalised`); the
-    certificate is empty unless ``certify``."""
+    certificate is empty unless ``certify``. ``definite``: raise, before Wolfe's method
+    runs, unless every matrix passes :func:`refmoo._checks.check_definite` (see
+    :func:`_first_rounds` for large batches)."""
     K = Q.shape[-1]
     tol = 10 * K * _EPS if tol is None else check_tol(tol, "tol")
     if max_iter is None:
         max_iter = 5 * K + 20
     flat = Q.detach().reshape(-1, K, K)
     if _unrolled_pays(flat.shape[0], K):
-        return _first_round(flat, tol, max_iter, certify)
+        return _first_rounds(flat, tol, max_iter, certify, definite)
+    if definite:
+        check_definite(flat.to(torch.float64), dtype=flat.dtype)
     Qn, e = _normalised(flat)
     lam, iterations = _solve_normalised(Qn, tol, max_iter)
     return lam, e, _certify(Qn, lam) if certify else (), iterations
@@ -760,22 +780,30 @@ def _normalise_entries(Q: Tensor, out: Tensor, scratch: Tensor) -> Tensor:
     return e
 
 
-def _first_round(flat: Tensor, tol: float, max_iter: int, certify: bool
-                 ) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor, Tensor], int]:
-    """:func:`_solve_batch` for large batches: every problem is first solved and certified
-    on its full support by :class:`_UnrolledCholesky`, ``_FIRST_ROUND_ENTRIES / K²``
-    problems at a time, from normalisation to certificate; the rest go through the
-    other support guesses and Wolfe's method together. A problem's first round uses
-    only its own entries, so one that it settles gets the same bits whatever else is
-    in the batch; and the problems it leaves are the same set whatever the chunks, so
-    the chunk size changes no bit of any weight. (A problem it leaves is solved with
-    the others left, by the unrolled or the LAPACK path depending on their number, so
-    its bits can depend on the batch, within rounding.)"""
+def _first_rounds(flat: Tensor, tol: float, max_iter: int, certify: bool, definite: bool
+                  ) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor, Tensor], int]:
+    """:func:`_solve_batch` for large batches: every problem's support guesses run on
+    :class:`_UnrolledCholesky` ``_FIRST_ROUND_ENTRIES / K²`` problems at a time, from
+    normalisation to certificate, for as long as a quarter of the chunk is left
+    (the full support, and on aligned gradients one or two guesses more); the
+    problems still unsettled then take their remaining guesses and Wolfe's method
+    together. A problem settled in its chunk used only its own entries, so it gets
+    the same bits whatever else is in the batch and whatever the chunk size. The
+    others carry their next guess and the number of guesses left, so they go through
+    the same supports wherever their rounds run; but the rounds after the chunks
+    take the LAPACK path when few problems are left, so their bits can depend on the
+    batch, within rounding.
+
+    ``definite``: a problem that the chunks settle had its full-support matrix
+    factorised with positive pivots, so C = RQR (unit diagonal) is positive definite
+    up to the factorisation's backward error, a few K²ε, far inside the Kδ = K√ε
+    that :func:`refmoo._checks.check_definite` allows. Only the others are given to
+    that LAPACK test, which on 10⁴ problems of K = 8 measured a sixth of the solve."""
     B, K = flat.shape[0], flat.shape[-1]
     lam = torch.empty(B, K, dtype=torch.float64, device=flat.device)
     e = torch.empty(B, dtype=torch.int64, device=flat.device)
     certificate = torch.empty(3, B, dtype=torch.float64, device=flat.device) if certify else None
-    left, left_entries, left_y, left_info = [], [], [], []
+    left, left_entries, pending, guesses, budgets = [], [], [], [], []
     # The chunk's [K, K, b] tensors live in buffers reused from chunk to chunk rather
     # than allocated for each (one operation over [4, 4, 8192] measured 23–47 µs in
     # place against 55–60 µs into a fresh tensor).
@@ -785,28 +813,37 @@ def _first_round(flat: Tensor, tol: float, max_iter: int, certify: bool
         hi = min(lo + chunk, B)
         Qt, C, L = (w[:K * K * (hi - lo)].view(K, K, hi - lo) for w in work)
         e[lo:hi] = _normalise_entries(flat[lo:hi], Qt, scratch=C)
-        system = _UnrolledCholesky(Qt, work=(C, L))
-        y, info = system.solve(None)
-        first, solved = _guess_supports(system, tol, 0, hi - lo, K, start=(y, info))
-        first = _on_simplex(first, dim=-1)  # NaN where unsolved: replaced below
-        lam[lo:hi] = first
+        found, solved, (later, guess, budget) = _guess_supports(
+            _UnrolledCholesky(Qt, work=(C, L)), tol, _GUESS_ROUNDS, hi - lo, K,
+            min_active=(hi - lo) // 4)
+        found = _on_simplex(found, dim=-1)  # NaN where unsolved: replaced below
+        lam[lo:hi] = found
         if certificate is not None:
-            v = _gram_times(Qt, first.T)
-            certificate[:, lo:hi] = torch.stack(_certificate(v, _add_rows(first.T * v), dim=0))
+            v = _gram_times(Qt, found.T)
+            certificate[:, lo:hi] = torch.stack(_certificate(v, _add_rows(found.T * v), dim=0))
         unsolved = (~solved).nonzero().reshape(-1)
         left.append(lo + unsolved)
         left_entries.append(Qt[:, :, unsolved])
-        left_y.append(y[unsolved])
-        left_info.append(info[unsolved])
+        pending.append(lo + later)
+        guesses.append(guess)
+        budgets.append(budget)
     rest = torch.cat(left)
+    if definite and rest.numel():
+        check_definite(flat[rest].to(torch.float64), index=rest, dtype=flat.dtype)
     iterations = 1
     if rest.numel():
         R = rest.numel()
         entries = torch.cat(left_entries, dim=2)
         Qn = entries.permute(2, 0, 1).contiguous()
-        system = _UnrolledCholesky(entries) if _unrolled_pays(R, K) else _Equilibrated(Qn)
-        found, solved = _guess_supports(system, tol, _GUESS_ROUNDS, R, K,
-                                        start=(torch.cat(left_y), torch.cat(left_info)))
+        found = torch.zeros(R, K, dtype=torch.float64, device=flat.device)
+        solved = torch.zeros(R, dtype=torch.bool, device=flat.device)
+        later = torch.searchsorted(rest, torch.cat(pending))  # ⊂ rest, both ascending
+        P = later.numel()
+        if P:
+            system = (_UnrolledCholesky(entries[:, :, later].contiguous())
+                      if _unrolled_pays(P, K) else _Equilibrated(Qn[later]))
+            found[later], solved[later], _ = _guess_supports(
+                system, tol, 0, P, K, S=torch.cat(guesses), budget=torch.cat(budgets))
         iterations = _finish_with_wolfe(Qn, found, ~solved, tol, max_iter)
         lam[rest] = found = _on_simplex(found, dim=-1)
         if certificate is not None:

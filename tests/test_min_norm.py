@@ -187,6 +187,42 @@ def test_rounding_asymmetry_and_indefiniteness_are_accepted():
     solve_min_norm(Q)
 
 
+@pytest.mark.parametrize("K", [3, 4])
+@pytest.mark.parametrize("shift", [-1e-3, -1e-6, -1e-9, 1e-12])
+def test_large_batches_refuse_exactly_what_check_psd_refuses(K, shift):
+    """Large batches run the LAPACK definiteness test only on problems whose full-support
+    factorisation failed (_first_rounds); the verdict must be check_psd's, naming the
+    same matrix. Matrix 2700 (third chunk at 2¹⁰ problems per chunk) has its unit-diagonal
+    form shifted to the smallest eigenvalue ``shift``·K: below or above −Kδ = −K√ε."""
+    from unittest import mock
+
+    import refmoo.min_norm as mn
+    from refmoo._checks import GradientError, check_psd
+
+    gen = torch.Generator().manual_seed(K)
+    G = torch.randn(3000, K, 12, dtype=torch.float64, generator=gen)
+    Q = G @ G.transpose(1, 2)
+    A = torch.randn(K, K, dtype=torch.float64, generator=gen)
+    C = A @ A.T
+    n = torch.diagonal(C).sqrt()
+    C = C / n[:, None] / n[None, :]
+    C -= (float(torch.linalg.eigvalsh(C)[0]) - shift * K) * torch.eye(K, dtype=torch.float64)
+    Q[2700] = C * 3.0  # a scale: the test must mean the same at any
+    try:
+        check_psd(Q)
+        expected = None
+    except GradientError as error:
+        expected = str(error)
+    assert (expected is None) == (shift * K > -K * torch.finfo(torch.float64).eps ** 0.5)
+    with mock.patch.object(mn, "_FIRST_ROUND_ENTRIES", K * K * 1024):
+        if expected is None:
+            solve_min_norm(Q)
+        else:
+            with pytest.raises(GradientError) as raised:
+                solve_min_norm(Q)
+            assert str(raised.value) == expected and "matrix 2700" in expected
+
+
 @pytest.mark.parametrize("tol", [float("nan"), -1e-12])
 def test_nan_or_negative_tol_is_an_error(tol):
     with pytest.raises(ValueError, match="tol must be a non-negative number"):
@@ -304,10 +340,12 @@ def test_unrolled_factorisation_starts_at_16_k_cubed_problems_for_k_up_to_8():
                           degenerate_matrices(K=4)), min_size=2, max_size=12),
        st.integers(1, 5))
 def test_first_round_chunks_change_no_bit(mats, chunk):
-    """Large batches solve their first round in chunks (_first_round). Every problem's
-    first round reads only its own entries, and the problems it leaves are the same
-    set whatever the chunks, so the chunk size changes no bit of the solution; the
-    certificate it reports is the one computed from Q directly, to rounding."""
+    """Large batches take their support guesses in chunks (_first_rounds). Every
+    problem's guesses read only its own entries and, with the unrolled path forced
+    for every size, run the same operations wherever they run (a problem left by its
+    chunk carries its next guess and budget), so the chunk size changes no bit of the
+    solution; the certificate it reports is the one computed from Q directly, to
+    rounding."""
     from unittest import mock
 
     import refmoo.min_norm as mn
@@ -366,19 +404,73 @@ def test_rows_below_the_gram_range_still_get_finite_optimal_weights():
     torch.testing.assert_close(batched, alone.expand(3, 3), rtol=0, atol=1e-12)
 
 
-def test_first_round_answers_do_not_depend_on_the_batch():
-    """A problem that the first round settles (here: independent rows much longer than
-    K, full support) reads only its own entries, so it gets the same bits alone as in
-    any batch (RESULTS.md, _first_round)."""
+@pytest.mark.parametrize("rounds", [0, 1, 2, 4])
+@pytest.mark.parametrize("stop", [1, 2])
+def test_support_guesses_resume_where_they_stopped(rounds, stop):
+    """_guess_supports stopped early (fewer than ``min_active`` problems left) hands over
+    each pending problem's next guess and remaining budget; resuming from them gives
+    bit for bit what one uninterrupted call gives, which solves at most ``rounds``
+    guessed supports after the full one."""
+    import refmoo.min_norm as mn
+
+    gen = torch.Generator().manual_seed(11)
+    B, K = 300, 6
+    G = 0.3 * torch.randn(B, K, 20, dtype=torch.float64, generator=gen) \
+        + torch.randn(B, 1, 20, dtype=torch.float64, generator=gen)
+    Qn, _ = mn._normalised(G @ G.transpose(1, 2))
+    tol = 10 * K * torch.finfo(torch.float64).eps
+
+    def system(idx):
+        return mn._UnrolledCholesky(mn._entries(Qn[idx]))
+
+    counted = system(slice(None))
+    solves = []
+    solve = counted.solve
+    counted.solve = lambda S: solves.append(S) or solve(S)
+    whole, solved, (pending, nxt, left) = mn._guess_supports(counted, tol, rounds, B, K)
+    assert len(solves) <= rounds + 1  # the full support, then at most ``rounds`` guesses
+    lam = torch.zeros(B, K, dtype=torch.float64)
+    done = torch.zeros(B, dtype=torch.bool)
+    idx, S, budget = torch.arange(B), None, None
+    for _ in range(stop):  # stop after the first round each time, then resume
+        part, ok, (later, S, budget) = mn._guess_supports(
+            system(idx), tol, rounds, idx.numel(), K, S=S, budget=budget,
+            min_active=idx.numel() + 1)
+        lam[idx], done[idx] = part, ok
+        idx = idx[later]
+        if not idx.numel():
+            break
+    early = int(done.sum())
+    if idx.numel():
+        part, ok, (later, S, budget) = mn._guess_supports(
+            system(idx), tol, rounds, idx.numel(), K, S=S, budget=budget)
+        lam[idx], done[idx] = part, ok
+        idx = idx[later]
+    assert torch.equal(done, solved) and torch.equal(lam, whole)
+    assert torch.equal(idx, pending)
+    assert rounds < stop or int(solved.sum()) > early  # some settle after resuming
+
+
+@pytest.mark.parametrize("aligned", [False, True], ids=["independent", "aligned"])
+def test_guessed_answers_do_not_depend_on_the_batch(aligned):
+    """A problem that the support guesses settle (independent rows much longer than K:
+    full support; aligned rows: one to three guesses more, some in the chunk, some
+    after it) reads only its own entries, so it gets the same bits alone as in any
+    batch (RESULTS.md, _first_rounds). Here every problem is settled by guesses:
+    Wolfe's method, whose batched products may round by batch, never runs."""
     from unittest import mock
 
     import refmoo.min_norm as mn
 
-    G = torch.randn(24, 4, 64, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    gen = torch.Generator().manual_seed(3)
+    G = torch.randn(24, 4, 64, dtype=torch.float64, generator=gen)
+    if aligned:
+        G = 0.3 * G + torch.randn(24, 1, 64, dtype=torch.float64, generator=gen)
     G[::5] *= 1e-6  # matrices of very different scales in one batch, some of them
     G[1::5] *= 0.7  # shifted by odd powers of two against the others
     Q = G @ G.transpose(1, 2)
-    with mock.patch.object(mn, "_UNROLLED_MIN_BATCH", 0):
+    with mock.patch.object(mn, "_UNROLLED_MIN_BATCH", 0), \
+            mock.patch.object(mn, "_wolfe", side_effect=AssertionError("Wolfe ran")):
         together = solve_min_norm(Q)
         for b in range(Q.shape[0]):
             alone = solve_min_norm(Q[b:b + 1])
