@@ -151,9 +151,19 @@ def flat_grad(model: nn.Module) -> Tensor:
                       for _, p in params])
 
 
-def write_flat_grad(model: nn.Module, flat: Tensor, *, accumulate: bool = False) -> None:
+def write_flat_grad(model: nn.Module, flat: Tensor, *, accumulate: bool = False,
+                    alias: bool = False) -> None:
     """Set every trainable parameter's ``.grad`` to its slice of ``flat`` (a copy in the
-    parameter's dtype and device), or add to the existing ``.grad`` with ``accumulate``."""
+    parameter's dtype and device), or add to the existing ``.grad`` with ``accumulate``.
+
+    ``alias``: make each ``.grad`` a view of its slice instead of a copy, wherever the
+    dtype and device already match the parameter's (a copy elsewhere), as DDP's
+    ``gradient_as_bucket_view`` does: no second D-vector and no copy pass, but ``flat``
+    must then stay as it is until the optimizer has used the gradients.
+    """
+    if alias and accumulate:
+        raise ValueError("alias and accumulate exclude each other: accumulating into views "
+                         "of flat would change flat")
     spans = flat_parameters(model)
     _check_flat(spans, flat)
     for (_, p), s in zip(trainable_parameters(model), spans, strict=True):
@@ -161,7 +171,7 @@ def write_flat_grad(model: nn.Module, flat: Tensor, *, accumulate: bool = False)
         if accumulate and p.grad is not None:
             p.grad.add_(g.to(p.grad.dtype))
         else:
-            p.grad = g.to(dtype=p.dtype, device=p.device, copy=True)
+            p.grad = g.to(dtype=p.dtype, device=p.device, copy=not alias)
 
 
 def _check_layout(spans: list[ParamSpan], partition: Partition) -> None:

@@ -183,12 +183,13 @@ class _Equilibrated:
 # When the support guesses factorise with unrolled element-wise Cholesky
 # (:class:`_UnrolledCholesky`): its O(K²) tensor operations each cover a chunk of
 # the batch, so it costs about K² operator dispatches per chunk, against one LAPACK
-# call per problem. Measured on one core (the support guesses, best of 7): 1.6×
-# faster at 10⁴ problems and 2.0× at 1.4·10⁵ with K = 4; even (0.9–1.2×) at
-# 0.8–1·10⁴ with K = 8; 2–3× slower on batches of 1–100.
+# call per problem. Measured for solve_min_norm on one core (CPU time, median of 7,
+# independent and aligned gradients), unrolled over LAPACK: 0.99–1.28 at the threshold
+# 16·K³ with K = 4 (1100 problems), 0.90–1.10 with K = 6, 0.69–0.83 with K = 8; 0.58–0.89
+# at 2.5–3 times the threshold; 2–3× slower on batches of 1–100.
 _UNROLLED_MAX_K = 8
 _UNROLLED_MIN_BATCH = 16  # times K³
-# Matrix entries per pass of the first round (:func:`_first_rounds`): 2¹⁷ float64, i.e.
+# Matrix entries per chunk of the support guesses (:func:`_first_rounds`): 2¹⁷ float64, i.e.
 # 8192 problems of K = 4, 2048 of K = 8. Its hundred-odd batch operations then work on
 # operands that stay in a core's L2 cache: over 1.4·10⁵ problems of K = 4 at once each
 # one streams its operands from memory instead, and the round took about twice as long.

@@ -146,6 +146,25 @@ def test_unflatten_write_and_read_round_trip():
         write_flat_grad(net, flat[:-1])
 
 
+def test_write_flat_grad_can_alias_the_flat_vector():
+    """alias=True: every .grad is a view of its slice (DDP's gradient_as_bucket_view), so
+    a change to flat shows in .grad; a parameter of another dtype gets a copy."""
+    net = _model()
+    flat = torch.arange(flat_parameters(net)[-1].stop, dtype=torch.float64)
+    write_flat_grad(net, flat, alias=True)
+    assert torch.equal(flat_grad(net), flat)
+    flat.mul_(2)
+    assert torch.equal(flat_grad(net), 2 * torch.arange(flat.numel(), dtype=torch.float64))
+    first = next(net.parameters())
+    first.data = first.data.float()  # one parameter in another dtype: copied, not viewed
+    write_flat_grad(net, flat, alias=True)
+    flat.zero_()
+    assert bool(first.grad.ne(0).flatten()[1:].all()) and first.grad.dtype == torch.float32
+    assert all(bool(p.grad.eq(0).all()) for p in list(net.parameters())[1:])
+    with pytest.raises(ValueError, match="alias and accumulate"):
+        write_flat_grad(net, flat, alias=True, accumulate=True)
+
+
 def _per_bucket_mgda(G, partition):
     """A_P(G) without bucketwise's batching: one MGDA call per bucket."""
     out = torch.empty_like(G[0])

@@ -40,6 +40,13 @@ class SingleEngine(Engine):
         self.plan = plan
         D = plan.partition.dim
         self.update_partition = Partition.single(D) if plan.method == "full" else plan.partition
+        # G and the update are allocated at the first MOO step and reused: a fresh
+        # (K + 1)·D buffer every step pays its first touch again (on a VM, about as much
+        # as a pass over G). The .grad tensors are views of the update (no copy pass, no
+        # second D-vector), which stays untouched until the next step's backward passes;
+        # the loop reads G's diagnostics within the step.
+        self._G: torch.Tensor | None = None
+        self._update: torch.Tensor | None = None
 
     def gradients(self, batches: list[list[MicroBatch]], diagnose: bool) -> StepGradients:
         plan, model = self.plan, self.model
@@ -51,7 +58,11 @@ class SingleEngine(Engine):
             G = diagnostic_gradients(model, batches) if diagnose else None
             return StepGradients(losses, G=G, grad_memory_bytes=D * itemsize,
                                  diagnostics_s=time.perf_counter() - t)
-        G = torch.empty(plan.K, D, dtype=next(model.parameters()).dtype, device=self.device)
+        dtype = next(model.parameters()).dtype
+        if self._G is None or self._G.dtype != dtype:
+            self._G = torch.empty(plan.K, D, dtype=dtype, device=self.device)
+            self._update = torch.empty(D, dtype=dtype, device=self.device)
+        G = self._G
 
         def collect(k: int) -> None:
             G[k] = flat_grad(model)
@@ -63,7 +74,8 @@ class SingleEngine(Engine):
         if not bool(torch.isfinite(losses).all()):
             return out  # the loop stops on the loss, which names the language
         t = time.perf_counter()
-        write_flat_grad(model, bucketwise(plan.aggregator, G, self.update_partition))
+        write_flat_grad(model, bucketwise(plan.aggregator, G, self.update_partition,
+                                          out=self._update), alias=True)
         out.aggregate_s = time.perf_counter() - t
         out.weights = bucket_weights(plan.aggregator, G, self.update_partition)
         out.diagnostics_s = time.perf_counter() - t - out.aggregate_s
