@@ -102,7 +102,7 @@ def check_psd(Q: Tensor, *, name: str = "Q") -> None:
     (:func:`check_symmetric`), and :math:`C + K\delta I` must be positive definite,
     i.e. :math:`\lambda_{\min}(C) \ge -K\delta` (:func:`check_definite`).
     """
-    check_definite(check_symmetric(Q, name=name), name=name)
+    check_definite(check_symmetric(Q, name=name), name=name, dtype=Q.dtype)
 
 
 def check_symmetric(Q: Tensor, *, name: str = "Q") -> Tensor:
@@ -141,22 +141,28 @@ def check_definite(Q64: Tensor, *, name: str = "Q", index: Tensor | None = None,
     the caller's batch of each matrix, for the error; ``dtype``: the one Q came in,
     for δ (default float64).
     """
+    from ._scale import normalise_gram
+
     K = Q64.shape[-1]
     delta = gram_rtol(dtype or Q64.dtype)
-    d = torch.diagonal(Q64, dim1=-2, dim2=-1)
+    # Each matrix divided by the power of two that brings its largest diagonal entry into
+    # [1/2, 1) (exact): near float64's largest number, the shift below would overflow to
+    # an infinite pivot, which Cholesky takes for a positive one.
+    Qn = normalise_gram(Q64)[0]
+    d = torch.diagonal(Qn, dim1=-2, dim2=-1)
     # A zero row passes only with zero off-diagonal entries: a shift far below every
     # non-zero row (2^-900 of the largest, at least float64's smallest normal) is
     # its pivot, and any entry beside it fails.
     tiny = torch.finfo(torch.float64).tiny
     floor = (d.amax(-1, keepdim=True) * 2.0**-900).clamp_min(tiny)
-    shifted = Q64.clone()
+    shifted = Qn.clone()
     torch.diagonal(shifted, dim1=-2, dim2=-1).mul_(1.0 + K * delta).add_(floor)
     _, info = torch.linalg.cholesky_ex(shifted)
     if bool((info != 0).any()):
         b = int((info != 0).nonzero()[0])
         n = d[b].sqrt()
         inv = torch.where(n > 0, 1.0 / torch.where(n > 0, n, 1.0), 0.0)
-        C = (inv.unsqueeze(-1) * Q64[b]) * inv.unsqueeze(-2)
+        C = (inv.unsqueeze(-1) * Qn[b]) * inv.unsqueeze(-2)
         low = float(torch.linalg.eigvalsh(0.5 * (C + C.T))[0])
         where = b if index is None else int(index[b])
         raise GradientError(

@@ -759,7 +759,7 @@ def _solve_batch(Q: Tensor, tol: float | None, max_iter: int | None, *, certify:
     if max_iter is None:
         max_iter = 5 * K + 20
     flat = Q.detach().reshape(-1, K, K)
-    if _unrolled_pays(flat.shape[0], K):
+    if flat.shape[0] and _unrolled_pays(flat.shape[0], K):
         return _first_rounds(flat, tol, max_iter, certify, definite)
     if definite:
         check_definite(flat.to(torch.float64), dtype=flat.dtype)
@@ -788,12 +788,15 @@ def _first_rounds(flat: Tensor, tol: float, max_iter: int, certify: bool, defini
     normalisation to certificate, for as long as a quarter of the chunk is left
     (the full support, and on aligned gradients one or two guesses more); the
     problems still unsettled then take their remaining guesses and Wolfe's method
-    together. A problem settled in its chunk used only its own entries, so it gets
-    the same bits whatever else is in the batch and whatever the chunk size. The
-    others carry their next guess and the number of guesses left, so they go through
-    the same supports wherever their rounds run; but the rounds after the chunks
-    take the LAPACK path when few problems are left, so their bits can depend on the
-    batch, within rounding.
+    together. Every problem carries its next guess and the number of guesses left,
+    so it goes through the same supports wherever its rounds run, and on the
+    unrolled path those rounds read only its own entries: its bits are then the same
+    whatever else is in the batch and whatever the chunk size (tested with the
+    unrolled path forced). But whether a problem's later rounds stay in its chunk
+    depends on its chunk-mates (a quarter of the chunk must be left), and the rounds
+    after the chunks take the LAPACK path when few problems are left; so in ordinary
+    use a problem settled in its chunk in one batch and by LAPACK in another can end
+    on other bits, within rounding (seen: 2.2e-16).
 
     ``definite``: a problem that the chunks settle had its full-support matrix
     factorised with positive pivots, so C = RQR (unit diagonal) is positive definite

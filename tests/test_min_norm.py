@@ -163,11 +163,17 @@ def test_support_guesses_agree_with_wolfe(mats, unrolled):
     assert mn._certified(Qn[solved], guessed[solved], tol).all()
 
 
+_TOP = torch.finfo(torch.float64).max
+
+
 @pytest.mark.parametrize("Q,message", [
     ([[1.0, 2.0], [2.0, 1.0]], "not positive semi-definite"),  # "solved" to the maximum before
     ([[-1.0, 0.0], [0.0, -2.0]], "squared norm cannot be negative"),
     ([[1.0, 5.0], [-5.0, 1.0]], "not symmetric"),  # was silently symmetrised
     ([[0.0, 1e-3], [1e-3, 1.0]], "not positive semi-definite"),  # zero row, non-zero entry
+    # Near float64's largest number the test's diagonal shift overflowed to an infinite
+    # pivot, which Cholesky took for a positive one.
+    ([[_TOP, _TOP / 2], [_TOP / 2, _TOP / 16]], "not positive semi-definite"),
 ])
 def test_matrices_that_are_not_gram_matrices_are_refused(Q, message):
     from refmoo._checks import GradientError
@@ -187,13 +193,15 @@ def test_rounding_asymmetry_and_indefiniteness_are_accepted():
     solve_min_norm(Q)
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("K", [3, 4])
-@pytest.mark.parametrize("shift", [-1e-3, -1e-6, -1e-9, 1e-12])
-def test_large_batches_refuse_exactly_what_check_psd_refuses(K, shift):
+@pytest.mark.parametrize("shift", [-1e-2, -1e-6, -1e-9, 1e-12])
+def test_large_batches_refuse_exactly_what_check_psd_refuses(K, shift, dtype):
     """Large batches run the LAPACK definiteness test only on problems whose full-support
     factorisation failed (_first_rounds); the verdict must be check_psd's, naming the
     same matrix. Matrix 2700 (third chunk at 2¹⁰ problems per chunk) has its unit-diagonal
-    form shifted to the smallest eigenvalue ``shift``·K: below or above −Kδ = −K√ε."""
+    form shifted to the smallest eigenvalue ``shift``·K: below or above −Kδ = −K√ε of
+    Q's dtype."""
     from unittest import mock
 
     import refmoo.min_norm as mn
@@ -208,12 +216,13 @@ def test_large_batches_refuse_exactly_what_check_psd_refuses(K, shift):
     C = C / n[:, None] / n[None, :]
     C -= (float(torch.linalg.eigvalsh(C)[0]) - shift * K) * torch.eye(K, dtype=torch.float64)
     Q[2700] = C * 3.0  # a scale: the test must mean the same at any
+    Q = Q.to(dtype)
     try:
         check_psd(Q)
         expected = None
     except GradientError as error:
         expected = str(error)
-    assert (expected is None) == (shift * K > -K * torch.finfo(torch.float64).eps ** 0.5)
+    assert (expected is None) == (shift * K > -K * torch.finfo(dtype).eps ** 0.5)
     with mock.patch.object(mn, "_FIRST_ROUND_ENTRIES", K * K * 1024):
         if expected is None:
             solve_min_norm(Q)
@@ -221,6 +230,17 @@ def test_large_batches_refuse_exactly_what_check_psd_refuses(K, shift):
             with pytest.raises(GradientError) as raised:
                 solve_min_norm(Q)
             assert str(raised.value) == expected and "matrix 2700" in expected
+
+
+def test_an_empty_batch_solves_on_every_path():
+    from unittest import mock
+
+    import refmoo.min_norm as mn
+
+    for threshold in (0, 16):
+        with mock.patch.object(mn, "_UNROLLED_MIN_BATCH", threshold):
+            sol = solve_min_norm(torch.zeros(0, 3, 3, dtype=torch.float64))
+        assert sol.weights.shape == (0, 3) and sol.value.shape == (0,)
 
 
 @pytest.mark.parametrize("tol", [float("nan"), -1e-12])
