@@ -14,6 +14,13 @@ their median is reported, in wall-clock and in process CPU time (the latter is
 less sensitive to other users of a shared machine). The first call, which builds
 and caches the column tiling, is timed separately.
 
+Equal chunks of at most 4096 columns (``chunks:N``) go through the compiled kernel
+of ``refmoo.fused_mgda`` (one pass over G: each bucket's Gram, weights and update
+while it is in cache); for those rows each repetition also times the eager path
+(the kernel switched off), and its stage split (grams / solve / combine) is the
+eager path's. The first call of a fresh machine also builds the kernel (about 10 s,
+then cached); run once before timing.
+
 Returning the update means writing a fresh D-vector, and on a VM the first touch
 of fresh pages is slow: each configuration also times ``torch.empty(D).fill_(0)``
 against a fill of memory already resident, so the allocation's share is visible.
@@ -40,10 +47,11 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from unittest import mock
 
 import torch
 
-from refmoo import MGDA, Partition, bucketwise
+from refmoo import MGDA, Partition, bucketwise, fused_mgda
 from refmoo.partitions import (
     ddp_buckets,
     fsdp2_units,
@@ -52,7 +60,7 @@ from refmoo.partitions import (
     per_tensor,
     zero_buckets,
 )
-from refmoo.partitions._partition import column_tiling
+from refmoo.partitions._partition import column_tiling, equal_chunk_width
 
 bw = sys.modules["refmoo.bucketwise"]  # the module (refmoo exports the function)
 
@@ -142,22 +150,37 @@ def loop_agreement(G, p, out) -> float:
     return worst / float(G.abs().max())
 
 
+def eager_bucketwise(G, p):
+    """bucketwise(MGDA) with the compiled kernel switched off (its eager path)."""
+    with mock.patch.object(fused_mgda, "applies", return_value=False):
+        return bucketwise(MGDA(), G, p)
+
+
 def measure(name, build, G, repeats):
     t_build, _, p = timed(build)
     first, _, out = timed(lambda: bucketwise(MGDA(), G, p))
-    rows, into = [], []
+    width = equal_chunk_width(p)
+    fused = width is not None and fused_mgda.applies(MGDA(), G, width)
+    rows, into, eager = [], [], []
     resident = torch.zeros(G.shape[1])
+    # One untimed round first: on this VM the host pages idle memory out, and the
+    # first partition measured otherwise pays for bringing G back (seen: 3.2× medians).
+    G @ G.T, tiled_gram(G), bucketwise(MGDA(), G, p, out=resident)
     for _ in range(repeats):
         g = timed(lambda: G @ G.T)
         f = timed(lambda: tiled_gram(G))
         b = timed(lambda: bucketwise(MGDA(), G, p))
         o = timed(lambda: bucketwise(MGDA(), G, p, out=resident))
+        if fused:
+            eager.append(timed(lambda: eager_bucketwise(G, p))[0] / g[0])
         rows.append((g, f, b))
         into.append(o[0] / g[0])
     med = statistics.median
     tiling = column_tiling(p)
     result = {
         "partition": name,
+        "path": "fused" if fused else "eager",
+        "ratio_eager_path": med(eager) if eager else None,
         "buckets": len(p),
         "tile_width": tiling.width,
         "mixed_tiles": int(tiling.mixed_bucket.shape[0]),
@@ -177,6 +200,9 @@ def measure(name, build, G, repeats):
     }
     if len(p) <= 200:
         result["loop_agreement"] = loop_agreement(G, p, out)
+    if fused:  # the kernel's answer against the eager path's, relative to max |G|
+        result["eager_agreement"] = float((out - eager_bucketwise(G, p)).abs().max()
+                                          / G.abs().max())
     return result
 
 
@@ -208,7 +234,10 @@ def markdown(runs) -> str:
         "update written into a resident D-vector (`bucketwise(..., out=buffer)`, as in a "
         "training loop), so without the first touch of fresh pages. *CPU-time ratio*: the same in "
         "process CPU time. *first call*: builds and caches the tiling (once per partition). "
-        "*vs per-bucket loop*: max |bucketwise − MGDA()(G^b)| / max|G| (float32).",
+        "*vs per-bucket loop*: max |bucketwise − MGDA()(G^b)| / max|G| (float32). *path*: "
+        "`fused` where `refmoo.fused_mgda`'s compiled kernel takes the call (equal chunks of "
+        "at most 4096 columns), with the eager path's ratio, stage times and agreement (max "
+        "|fused − eager| / max|G|) alongside.",
         "",
     ]
     return "\n".join(lines)
@@ -224,25 +253,31 @@ def run_table(meta, results) -> list[str]:
         f"{meta['load_before']:.1f} before, {meta['load_after']:.1f} after. Writing a fresh "
         f"D-vector: {write['fresh_ms']:.0f} ms (resident memory: {write['resident_ms']:.0f} ms).",
         "",
-        "| partition | buckets | tile width (mixed tiles) | `G @ G.T` ms | tiled pass ms "
+        "| partition | buckets | path | tile width (mixed tiles) | `G @ G.T` ms | tiled pass ms "
         "| bucketwise ms | **ratio** (min–max) | into `out=` (min–max) | CPU-time ratio "
-        "| vs tiled pass | grams / solve / combine ms | first call s | vs per-bucket loop |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|",
+        "| vs tiled pass | eager path: ratio, grams / solve / combine ms | first call s "
+        "| vs per-bucket loop (vs eager path) |",
+        "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|",
     ]
     for r in results:
         s = r["stages_ms"]
         agree = f"{r['loop_agreement']:.1e}" if "loop_agreement" in r else "–"
+        if "eager_agreement" in r:
+            agree += f" ({r['eager_agreement']:.1e})"
         lo, hi = r["ratio_wall_range"]
         into = "–"
         if "ratio_into_out" in r:  # runs saved before bucketwise took out=
             olo, ohi = r["ratio_into_out_range"]
             into = f"{r['ratio_into_out']:.2f}× ({olo:.2f}–{ohi:.2f})"
+        path = r.get("path", "eager")  # runs saved before the kernel existed: eager
+        eager = f"{r['ratio_eager_path']:.2f}×, " if r.get("ratio_eager_path") else ""
         lines.append(
-            f"| `{r['partition']}` | {r['buckets']:,} | {r['tile_width']} ({r['mixed_tiles']}) "
+            f"| `{r['partition']}` | {r['buckets']:,} | {path} "
+            f"| {r['tile_width']} ({r['mixed_tiles']}) "
             f"| {r['gram_ms']:.0f} | {r['tiled_gram_ms']:.0f} | "
             f"{r['bucketwise_ms']:.0f} | **{r['ratio_wall']:.2f}×** ({lo:.2f}–{hi:.2f}) | "
             f"{into} | {r['ratio_cpu']:.2f}× | {r['ratio_to_tiled_wall']:.2f}× | "
-            f"{s['grams']:.0f} / {s['solve']:.0f} / {s['combine']:.0f} | "
+            f"{eager}{s['grams']:.0f} / {s['solve']:.0f} / {s['combine']:.0f} | "
             f"{r['first_call_s']:.2f} | {agree} |")
     return lines + [""]
 
@@ -280,7 +315,7 @@ def main() -> None:
         r = measure(name, build, G, args.repeats)
         results.append(r)
         s = r["stages_ms"]
-        print(f"{name:48s} M={r['buckets']:>7,} ratio {r['ratio_wall']:.2f}x "
+        print(f"{name:48s} M={r['buckets']:>7,} {r['path']} ratio {r['ratio_wall']:.2f}x "
               f"(cpu {r['ratio_cpu']:.2f}x, vs tiled {r['ratio_to_tiled_wall']:.2f}x)  "
               f"gram {r['gram_ms']:.0f} ms  grams/solve/combine "
               f"{s['grams']:.0f}/{s['solve']:.0f}/{s['combine']:.0f} ms", flush=True)

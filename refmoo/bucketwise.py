@@ -40,11 +40,12 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch import Tensor
 
+from . import fused_mgda
 from ._checks import GradientError, check_finite, check_matrix, locate_non_finite
 from .aggregators._base import Aggregator, GramAggregator
 from .aggregators.mean import Mean
 from .aggregators.sum import Sum
-from .partitions._partition import ColumnTiling, Partition, column_tiling
+from .partitions._partition import ColumnTiling, Partition, column_tiling, equal_chunk_width
 
 # Elements of the per-tile Gram batch materialised at once ([slab, K, K]): bounds
 # memory when tiles are tiny (fine partitions) without costing a visible loop.
@@ -328,15 +329,39 @@ def bucketwise(aggregator: Aggregator, G: Tensor, partition: Partition, *,
                 "G requires grad, but bucketwise does not differentiate through the "
                 "buckets' weights (it writes the update in place); pass G.detach()")
         G = _row_major(G)
+        width = equal_chunk_width(partition)
+        if width is not None and fused_mgda.applies(aggregator, G, width):
+            update = _fused_mgda(aggregator, G, width, out)
+            if update is not None:
+                return update
+        tiling = column_tiling(partition)
         Q, e = scaled_bucket_grams(G, partition)
         weights = _weights(aggregator, Q, e, keys)
-        update = _combine_tiles(G, weights, column_tiling(partition), out=out)
+        update = _combine_tiles(G, weights, tiling, out=out)
         _check_update(update, G, weights, Q, e, partition)
         return update
     else:
         check_finite(G, partition)
         update = aggregator.aggregate_partitioned(G, partition, keys)
     return update if out is None else out.copy_(update)
+
+
+def _fused_mgda(aggregator: Aggregator, G: Tensor, width: int, out: Tensor | None
+                ) -> Tensor | None:
+    """:func:`refmoo.fused_mgda.bucketwise_mgda` on the equal chunks, a shorter last
+    chunk as a bucket of its own; None where the eager path must take the call (it
+    then names the bucket in its error)."""
+    D = G.shape[1]
+    full = D - D % width
+    update = G.new_empty(D) if out is None else out
+    if fused_mgda.bucketwise_mgda(G[:, :full], width, update[:full]) is None:
+        return None
+    if full < D:
+        try:
+            bucketwise(aggregator, G[:, full:], Partition.single(D - full), out=update[full:])
+        except GradientError:
+            return None
+    return update
 
 
 def _check_out(out: Tensor, G: Tensor) -> None:

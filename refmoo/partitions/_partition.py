@@ -369,3 +369,21 @@ def column_tiling(partition: Partition, width: int | None = None) -> ColumnTilin
     if width is None:
         partition._column_tiling = tiling
     return tiling
+
+
+def equal_chunk_width(partition: Partition) -> int | None:
+    """w if bucket b is exactly the columns ``[b·w, min((b+1)·w, D))`` for every b
+    (``Partition.chunks(D, w)``: equal chunks in column order, the last one possibly
+    shorter), else None; cached on the partition."""
+    cached = getattr(partition, "_equal_chunk_width", False)
+    if cached is not False:
+        return cached
+    runs = column_tiling(partition).runs
+    M, D = len(partition), partition.dim
+    width = int(runs[0, 1] - runs[0, 0]) if M else 0
+    buckets = torch.arange(M)
+    equal = (width > 0 and (M - 1) * width < D <= M * width and runs.shape[0] == M
+             and bool((runs[:, 2] == buckets).all())
+             and bool((runs[:, 0] == buckets * width).all()))
+    partition._equal_chunk_width = width if equal else None
+    return partition._equal_chunk_width

@@ -1,0 +1,315 @@
+// bucketwise(MGDA) for many equal buckets of consecutive columns, one pass over G.
+//
+// Per bucket (a tile of `width` columns of the K x D matrix G, K <= 8) and while
+// the tile is in cache: its Gram in double, its min-norm weights by the support
+// guesses of refmoo/min_norm.py (equilibrated Cholesky, per-row certificate,
+// no-worse-than-a-vertex test), and its update w^T G^b written into `out`.
+// Whatever this kernel cannot settle it leaves to the eager path, with a status
+// per bucket (see refmoo/fused_mgda.py): it never returns an uncertified answer.
+//
+// Bits. Built with -ffp-contract=off and without -ffast-math, every operation
+// below is one correctly rounded IEEE 754 +, -, *, / or sqrt in a fixed order
+// (vector lanes only ever hold independent partial sums), so a bucket's weights
+// and update do not depend on the CPU, on the thread count, or on other buckets.
+
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <c10/util/Exception.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <type_traits>
+
+namespace {
+
+constexpr int kMaxK = 8;
+constexpr int kLanes = 4;  // independent partial sums per Gram entry
+constexpr double kEps = std::numeric_limits<double>::epsilon();
+constexpr double kTiny = std::numeric_limits<double>::min();
+constexpr double kMax = std::numeric_limits<double>::max();
+constexpr double kInf = std::numeric_limits<double>::infinity();
+constexpr double kRounding = 4.0;  // min_norm._ROUNDING
+
+enum Status : uint8_t { kDone = 0, kUnsolved = 1, kNonFinite = 2, kOverflow = 3 };
+
+using Matrix = double[kMaxK][kMaxK];
+
+// x * 2^e as refmoo._scale.ldexp computes it: one factor for |e| <= 1000, else two
+// (2^floor(e/2) first), so that no intermediate leaves the range unless x * 2^e does.
+inline double scale2(double x, int e) {
+  if (e >= -1000 && e <= 1000) return std::ldexp(x, e);
+  const int half = e >= 0 ? e / 2 : -((1 - e) / 2);
+  return std::ldexp(std::ldexp(x, half), e - half);
+}
+
+// Q = X X^T of the tile (upper triangle, mirrored), X = G^b * 2^-e, in double.
+// Products of float32 numbers are exact in double; with e = 0 nothing is scaled.
+// Columns go kLanes at a time into independent partial sums (one vector register
+// each), added up in a fixed order at the end; K is a template parameter so that
+// the K(K+1)/2 sums stay in registers.
+template <int K, typename T>
+void tile_gram(const T* tile, int64_t ld, int64_t width, int e, Matrix Q) {
+  constexpr int kPairs = K * (K + 1) / 2;
+  double acc[kPairs][kLanes] = {};
+  double x[K][kLanes];
+  auto load = [&](int64_t c, int lanes) {
+    for (int i = 0; i < K; ++i)
+      for (int l = 0; l < kLanes; ++l) {
+        const double g = l < lanes ? static_cast<double>(tile[i * ld + c + l]) : 0.0;
+        x[i][l] = e == 0 ? g : scale2(g, -e);
+      }
+  };
+  auto add = [&]() {
+    int p = 0;
+    for (int i = 0; i < K; ++i)
+      for (int j = i; j < K; ++j, ++p)
+        for (int l = 0; l < kLanes; ++l) acc[p][l] += x[i][l] * x[j][l];
+  };
+  int64_t c = 0;
+  for (; c + kLanes <= width; c += kLanes) {
+    if (e == 0) {
+      for (int i = 0; i < K; ++i)
+        for (int l = 0; l < kLanes; ++l) x[i][l] = static_cast<double>(tile[i * ld + c + l]);
+    } else {
+      load(c, kLanes);
+    }
+    add();
+  }
+  if (c < width) {  // the last columns, zero-padded (adding exact zeros changes nothing)
+    load(c, static_cast<int>(width - c));
+    add();
+  }
+  int p = 0;
+  for (int i = 0; i < K; ++i)
+    for (int j = i; j < K; ++j, ++p) {
+      double total = acc[p][0];
+      for (int l = 1; l < kLanes; ++l) total += acc[p][l];
+      Q[i][j] = Q[j][i] = total;
+    }
+}
+
+template <typename T>
+double tile_amax(const T* tile, int64_t ld, int K, int64_t width) {
+  double amax = 0.0;
+  for (int i = 0; i < K; ++i)
+    for (int64_t c = 0; c < width; ++c) {
+      const double a = std::fabs(static_cast<double>(tile[i * ld + c]));
+      if (std::isnan(a)) return a;
+      amax = std::max(amax, a);
+    }
+  return amax;
+}
+
+// The affine minimiser on support S of the equilibrated system C = RQR (unit
+// diagonal), as min_norm._affine_minimisers: Cholesky without pivoting, masked
+// rows turned into identity rows with a zero right-hand side. False where a pivot
+// is below the smallest normal number or the weights do not sum to a positive.
+bool affine_minimiser(const Matrix Q, const double* r, const bool* S, int K, double* lam) {
+  Matrix L;
+  for (int j = 0; j < K; ++j) {
+    double d = S[j] ? (Q[j][j] * r[j]) * r[j] : 1.0;
+    for (int k = 0; k < j; ++k) d = d - L[j][k] * L[j][k];
+    if (!(d >= kTiny)) return false;  // also NaN
+    L[j][j] = std::sqrt(d);
+    for (int i = j + 1; i < K; ++i) {
+      double a = (S[i] && S[j]) ? (Q[i][j] * r[i]) * r[j] : 0.0;
+      for (int k = 0; k < j; ++k) a = a - L[i][k] * L[j][k];
+      L[i][j] = a / L[j][j];
+    }
+  }
+  double z[kMaxK], y[kMaxK];
+  for (int i = 0; i < K; ++i) z[i] = S[i] ? r[i] : 0.0;
+  for (int j = 0; j < K; ++j) {  // L z = r_S
+    z[j] = z[j] / L[j][j];
+    for (int i = j + 1; i < K; ++i) z[i] = z[i] - L[i][j] * z[j];
+  }
+  for (int j = K - 1; j >= 0; --j) {  // L^T y = z
+    y[j] = z[j] / L[j][j];
+    for (int i = 0; i < j; ++i) z[i] = z[i] - L[j][i] * y[j];
+  }
+  double total = 0.0;
+  for (int k = 0; k < K; ++k) {
+    lam[k] = r[k] * y[k];
+    total = k ? total + lam[k] : lam[k];
+  }
+  if (!(total > 0.0)) return false;
+  for (int k = 0; k < K; ++k) lam[k] = lam[k] / total;
+  return true;
+}
+
+// min_norm._guess_supports for one problem Qn (largest diagonal entry in [1/2, 1)):
+// the full support, then up to `rounds` guesses, each answer certified by the
+// per-row test and the vertex test before it is accepted.
+bool guess_supports(const Matrix Q, int K, double tol, int rounds, double* lam) {
+  double sd[kMaxK], r[kMaxK], vertex = kInf;
+  bool S[kMaxK];
+  for (int k = 0; k < K; ++k) {
+    sd[k] = std::sqrt(std::max(Q[k][k], 0.0));
+    r[k] = 1.0 / std::max(sd[k], kTiny);
+    vertex = std::min(vertex, Q[k][k]);
+    S[k] = true;
+  }
+  const double rounding = kRounding * K * kEps;
+  for (int left = rounds;; --left) {
+    if (!affine_minimiser(Q, r, S, K, lam)) return false;
+    bool positive = true;
+    for (int k = 0; k < K; ++k) positive &= !S[k] || lam[k] > 0.0;
+    double v[kMaxK], f = 0.0, s = 0.0;
+    for (int i = 0; i < K; ++i) {
+      v[i] = Q[i][0] * lam[0];
+      for (int j = 1; j < K; ++j) v[i] = v[i] + Q[i][j] * lam[j];
+    }
+    for (int i = 0; i < K; ++i) {
+      f = i ? f + lam[i] * v[i] : lam[i] * v[i];
+      s = i ? s + lam[i] * sd[i] : lam[i] * sd[i];
+    }
+    const double root_f = std::sqrt(std::max(f, 0.0));
+    bool violated[kMaxK], any_violated = false;
+    for (int i = 0; i < K; ++i) {
+      violated[i] = f - v[i] > tol * sd[i] * root_f + rounding * s * (sd[i] + s);
+      any_violated |= violated[i];
+    }
+    const bool below = f + rounding * s * s <= vertex * (1.0 + 2.0 * rounding);
+    if (positive && !any_violated && below) return true;
+    if (left == 0) return false;
+    if (positive) {  // add the row that fails the per-row test most (row 0 if none)
+      int add = 0;
+      double best = -kInf;
+      for (int i = 0; i < K; ++i) {
+        const double score = (violated[i] && !S[i]) ? (f - v[i]) / std::max(sd[i], 1e-300) : -kInf;
+        if (score > best) best = score, add = i;
+      }
+      S[add] = true;
+    } else {
+      for (int k = 0; k < K; ++k) S[k] = S[k] && lam[k] > 0.0;
+    }
+  }
+}
+
+// max_k Q_kk, NaN if any of them is (once NaN, top compares false and stays).
+inline double largest_diagonal(const Matrix Q, int K) {
+  double top = 0.0;
+  for (int k = 0; k < K; ++k)
+    if (std::isnan(Q[k][k]) || Q[k][k] > top) top = Q[k][k];
+  return top;
+}
+
+template <int K, typename T>
+uint8_t solve_tile(const T* tile, int64_t ld, int64_t width, double tol, int rounds,
+                   T* out, double* lam, int64_t* exponent) {
+  Matrix Q;
+  int e = 0;
+  tile_gram<K>(tile, ld, width, 0, Q);
+  double top = largest_diagonal(Q, K);
+  // bucketwise.in_range with double's limits: out of it, underflow or overflow
+  // may have changed the Gram, so it is formed again from the tile scaled by 2^-e.
+  const double u = kEps / 2;
+  if (!(top >= width * (kTiny / u) && top <= kMax * u)) {
+    const double amax = tile_amax(tile, ld, K, width);
+    if (!std::isfinite(amax)) return kNonFinite;
+    if (amax == 0.0) return kUnsolved;  // an all-zero bucket: the eager path's weights
+    std::frexp(amax, &e);
+    tile_gram<K>(tile, ld, width, e, Q);
+    top = largest_diagonal(Q, K);
+  }
+  if (!std::isfinite(top)) return kNonFinite;
+  *exponent = e;
+  int shift;
+  std::frexp(top, &shift);  // Qn = Q * 2^-shift, largest diagonal entry in [1/2, 1)
+  // 2^-shift is a normal number for every in-range top, so multiplying by it rounds
+  // exactly as ldexp does (one library call per tile instead of K^2).
+  const double factor = std::ldexp(1.0, -shift);
+  for (int i = 0; i < K; ++i)
+    for (int j = 0; j < K; ++j) Q[i][j] = Q[i][j] * factor;
+  if (!guess_supports(Q, K, tol, rounds, lam)) return kUnsolved;
+  double total = 0.0;  // min_norm._on_simplex: clamped at 0, divided by the sum in order
+  for (int k = 0; k < K; ++k) {
+    lam[k] = std::max(lam[k], 0.0);
+    total = k ? total + lam[k] : lam[k];
+  }
+  for (int k = 0; k < K; ++k) lam[k] = lam[k] / total;
+  T w[kMaxK];
+  double bound = 0.0;  // sum_k |w_k| ||g_k|| >= |update_c| (up to rounding), unscaled
+  for (int k = 0; k < K; ++k) {
+    w[k] = static_cast<T>(lam[k]);
+    bound += std::fabs(static_cast<double>(w[k])) * std::sqrt(Q[k][k]);
+  }
+  bound = scale2(bound, e + (shift + 1) / 2 + 1);  // sqrt(2^shift) <= 2^((shift+1)/2), spare 2
+  const bool may_overflow = !(bound < static_cast<double>(std::numeric_limits<T>::max()));
+  // Row by row, so that each loop is one vector operation over the columns; every
+  // entry still gets w_0 g_0 + w_1 g_1 + ... added in that order.
+  for (int64_t c = 0; c < width; ++c) out[c] = w[0] * tile[c];
+  for (int k = 1; k < K; ++k) {
+    const T* g = tile + k * ld;
+    for (int64_t c = 0; c < width; ++c) out[c] = out[c] + w[k] * g[c];
+  }
+  if (may_overflow)
+    for (int64_t c = 0; c < width; ++c)
+      if (!std::isfinite(out[c])) return kOverflow;
+  return kDone;
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> mgda_tiles(const at::Tensor& G, int64_t width,
+                                                           double tol, int64_t rounds,
+                                                           at::Tensor out) {
+  TORCH_CHECK(G.dim() == 2 && G.stride(1) == 1, "G must be K x D with unit column stride");
+  TORCH_CHECK(G.device().is_cpu() && out.device().is_cpu(), "CPU tensors only");
+  const int K = static_cast<int>(G.size(0));
+  const int64_t D = G.size(1);
+  TORCH_CHECK(K >= 1 && K <= kMaxK, "K must be 1..", kMaxK, ", got ", K);
+  TORCH_CHECK(width >= 1 && D % width == 0, "D must be a multiple of width");
+  TORCH_CHECK(out.is_contiguous() && out.numel() == D && out.scalar_type() == G.scalar_type(),
+              "out must be a contiguous D-vector of G's dtype");
+  const int64_t tiles = D / width;
+  auto lam = at::empty({tiles, K}, G.options().dtype(at::kDouble));
+  auto exponent = at::empty({tiles}, G.options().dtype(at::kLong));
+  auto status = at::empty({tiles}, G.options().dtype(at::kByte));
+  const int64_t ld = G.stride(0);
+  double* lam_p = lam.data_ptr<double>();
+  int64_t* e_p = exponent.data_ptr<int64_t>();
+  uint8_t* status_p = status.data_ptr<uint8_t>();
+  auto run = [&](auto* g, auto* o) {
+    auto for_k = [&](auto k) {
+      constexpr int kK = decltype(k)::value;
+      // About 16 KB of G per grain: small enough to balance threads, large enough
+      // that scheduling costs nothing next to the tiles.
+      const int64_t grain = std::max<int64_t>(1, 4096 / (kK * width));
+      at::parallel_for(0, tiles, grain, [&](int64_t lo, int64_t hi) {
+        for (int64_t t = lo; t < hi; ++t) {
+          e_p[t] = 0;
+          status_p[t] = solve_tile<kK>(g + t * width, ld, width, tol, static_cast<int>(rounds),
+                                       o + t * width, lam_p + t * kK, e_p + t);
+        }
+      });
+    };
+    switch (K) {
+      case 1: return for_k(std::integral_constant<int, 1>{});
+      case 2: return for_k(std::integral_constant<int, 2>{});
+      case 3: return for_k(std::integral_constant<int, 3>{});
+      case 4: return for_k(std::integral_constant<int, 4>{});
+      case 5: return for_k(std::integral_constant<int, 5>{});
+      case 6: return for_k(std::integral_constant<int, 6>{});
+      case 7: return for_k(std::integral_constant<int, 7>{});
+      default: return for_k(std::integral_constant<int, 8>{});
+    }
+  };
+  if (G.scalar_type() == at::kFloat)
+    run(G.data_ptr<float>(), out.data_ptr<float>());
+  else if (G.scalar_type() == at::kDouble)
+    run(G.data_ptr<double>(), out.data_ptr<double>());
+  else
+    TORCH_CHECK(false, "G must be float32 or float64, got ", G.scalar_type());
+  return {lam, exponent, status};
+}
+
+}  // namespace
+
+TORCH_LIBRARY(refmoo_fused, m) {
+  m.def("mgda_tiles(Tensor G, int width, float tol, int rounds, Tensor(a!) out)"
+        " -> (Tensor, Tensor, Tensor)");
+  m.impl("mgda_tiles", c10::DispatchKey::CPU, TORCH_FN(mgda_tiles));
+}
