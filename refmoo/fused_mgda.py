@@ -3,8 +3,8 @@ r"""``bucketwise(MGDA)`` in one pass over G when the buckets are many equal colu
 With small buckets (``chunks:256`` has 138,912 on a 35.6M-parameter model) the eager
 path's three stages, one batched product for the Grams, the batched solver, one
 batched product for the update, each pay per bucket and read G twice. The compiled
-kernel (``csrc/fused_mgda.cpp``, a PyTorch custom operator) does all three per
-bucket while its columns are in cache:
+kernel (``mgda_tiles`` in ``csrc/kernels.cpp``, a PyTorch custom operator built
+by :mod:`refmoo.compiled`) does all three per bucket while its columns are in cache:
 
 1. :math:`Q_b = G^bG^{b\top}` summed in float64 (products of float32 entries are
    exact there, so float32 buckets need no rescaling at any scale); a float64
@@ -28,10 +28,8 @@ bucket's weights and update are the same on every CPU, at every thread count and
 in every batch (tested). They differ from the eager path's in the last bits,
 because the Gram is summed in another order.
 
-Build. :func:`available` compiles the kernel on first use with
-``torch.utils.cpp_extension`` (a C++ compiler and ninja; about 10 s, cached per
-machine under ``TORCH_EXTENSIONS_DIR``). Without them it warns once and
-``bucketwise`` keeps its eager path; ``REFMOO_FUSED=0`` skips the kernel.
+Build: see :mod:`refmoo.compiled` (on first use, about 10 s; without a compiler,
+or with ``REFMOO_FUSED=0``, ``bucketwise`` keeps its eager path).
 
 >>> import torch
 >>> from refmoo import MGDA, Partition, bucketwise
@@ -42,83 +40,20 @@ machine under ``TORCH_EXTENSIONS_DIR``). Without them it warns once and
 
 from __future__ import annotations
 
-import logging
 import os
-import threading
-import warnings
-from pathlib import Path
 
 import torch
 from torch import Tensor
 
+from . import compiled
 from ._scale import ldexp
 from .aggregators.mgda import MGDA
 from .min_norm import _EPS, _GUESS_ROUNDS, _solve_weights
 
-SOURCE = Path(__file__).with_name("csrc") / "fused_mgda.cpp"
-ENVIRONMENT_SWITCH = "REFMOO_FUSED"
 MAX_K = 8
 MAX_WIDTH = 4096
-# -ffp-contract=off: no fused multiply-add where the CPU has one (bits would depend
-# on the CPU); -fno-math-errno lets sqrt be one instruction (no result changes);
-# -fopenmp: at::parallel_for is OpenMP in PyTorch's CPU builds, inlined from its
-# header, so without it the kernel runs on one thread (the libgomp it links is the
-# one PyTorch has already loaded: same soname).
-COMPILE_FLAGS = ["-O3", "-ffp-contract=off", "-fno-math-errno", "-fopenmp"]
 # Per-bucket status codes of the kernel.
 DONE, UNSOLVED, NON_FINITE, OVERFLOW = 0, 1, 2, 3
-
-log = logging.getLogger(__name__)
-_lock = threading.Lock()
-_built: bool | None = None
-
-
-def available() -> bool:
-    """Whether the kernel can run here (built on the first call; see the module docstring)."""
-    global _built
-    with _lock:
-        if _built is None:
-            _built = _build()
-        return _built
-
-
-def _build() -> bool:
-    if os.environ.get(ENVIRONMENT_SWITCH, "1") == "0":
-        return False
-    if _registered():
-        return True
-    try:
-        _load_extension()
-    except Exception as exc:  # no compiler, no ninja, no write access to the cache
-        warnings.warn(
-            f"refmoo could not build its fused MGDA kernel ({type(exc).__name__}: {exc}); "
-            f"bucketwise(MGDA) keeps its eager path. Set {ENVIRONMENT_SWITCH}=0 to skip "
-            "the build.", RuntimeWarning, stacklevel=5)
-        return False
-    return True
-
-
-def _registered() -> bool:
-    return hasattr(torch.ops.refmoo_fused, "mgda_tiles")
-
-
-def _load_extension() -> None:
-    from torch.utils.cpp_extension import load
-
-    isa, flags = _vector_flags()
-    log.info("building refmoo's fused MGDA kernel for %s (once per machine, about 10 s)", isa)
-    load(name=f"refmoo_fused_mgda_{isa}", sources=[str(SOURCE)],
-         extra_cflags=COMPILE_FLAGS + flags, extra_ldflags=["-fopenmp"],
-         is_python_module=False, verbose=False)
-
-
-def _vector_flags() -> tuple[str, list[str]]:
-    """AVX2 where PyTorch found it on this CPU (its name is in the build's, so a cache
-    shared with another CPU never hands over the wrong build). Lanes are independent
-    and nothing is contracted, so both builds give the same bits."""
-    if torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512"):
-        return "avx2", ["-mavx2"]
-    return "baseline", []
 
 
 def applies(aggregator: object, G: Tensor, width: int) -> bool:
@@ -139,7 +74,7 @@ def applies(aggregator: object, G: Tensor, width: int) -> bool:
     K, D = G.shape
     return (type(aggregator) is MGDA and 2 <= K <= MAX_K and K <= width <= MAX_WIDTH
             and D >= 2 * width and G.device.type == "cpu"
-            and G.dtype in (torch.float32, torch.float64) and available())
+            and G.dtype in (torch.float32, torch.float64) and compiled.available())
 
 
 def mgda_tiles(G: Tensor, width: int, out: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -148,11 +83,12 @@ def mgda_tiles(G: Tensor, width: int, out: Tensor) -> tuple[Tensor, Tensor, Tens
     ``[T, K]`` float64, exponents e ``[T]`` of the Grams formed from
     :math:`2^{-e}G^b`, status ``[T]``: ``DONE``, ``UNSOLVED``, ``NON_FINITE``,
     ``OVERFLOW``). Weights are meaningful only where the status is ``DONE``."""
-    if not available():
-        raise RuntimeError(f"refmoo's fused MGDA kernel is not available here ({ENVIRONMENT_SWITCH}"
-                           f"={os.environ.get(ENVIRONMENT_SWITCH)!r}, or its build failed)")
+    if not compiled.available():
+        switch = compiled.ENVIRONMENT_SWITCH
+        raise RuntimeError(f"refmoo's compiled kernels are not available here ({switch}="
+                           f"{os.environ.get(switch)!r}, or their build failed)")
     K = G.shape[0]
-    return torch.ops.refmoo_fused.mgda_tiles(G, width, 10 * K * _EPS, _GUESS_ROUNDS, out)
+    return compiled.ops().mgda_tiles(G, width, 10 * K * _EPS, _GUESS_ROUNDS, out)
 
 
 def bucketwise_mgda(G: Tensor, width: int, out: Tensor) -> Tensor | None:

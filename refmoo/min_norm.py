@@ -61,9 +61,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
+from . import compiled
 from ._checks import GradientError, check_definite, check_gram, check_symmetric, check_tol
 from ._scale import exponent, ldexp, pow2
 
@@ -92,6 +94,21 @@ class MinNormSolution:
     """Lock-step iterations used by the batch."""
 
 
+def _sqrt(x: Tensor, *, out: Tensor | None = None) -> Tensor:
+    """√x correctly rounded, as IEEE 754 defines it. PyTorch's CPU sqrt is not always
+    (2.13: 0.67% of uniform float64 samples come out 1 ulp off, e.g.
+    √0.6557538954102683), so on the CPU numpy's, which is the hardware instruction,
+    takes the same memory (no copy). The solver's bits then do not depend on how a
+    PyTorch build implements sqrt, and the unrolled path's match the compiled kernel's
+    (tested)."""
+    if x.device.type != "cpu":
+        return torch.sqrt(x, out=out)
+    if out is None:
+        return torch.from_numpy(np.sqrt(x.numpy()))
+    np.sqrt(x.numpy(), out=out.numpy())
+    return out
+
+
 def _bordered(Qn: Tensor) -> Tensor:
     """The KKT matrix [[Q, 1], [1ᵀ, 0]] of the equality-constrained sub-problem."""
     B, K = Qn.shape[0], Qn.shape[-1]
@@ -111,7 +128,7 @@ def _row_slack(sd: Tensor, s: Tensor, f: Tensor, tol: float, dim: int = -1) -> T
     K = sd.shape[dim]
     s, f = s.unsqueeze(dim), f.unsqueeze(dim)
     rounding = (_ROUNDING * K * _EPS) * s * (sd + s)
-    return tol * sd * f.clamp_min(0.0).sqrt() + rounding
+    return tol * sd * _sqrt(f.clamp_min(0.0)) + rounding
 
 
 def _violated(Q: Tensor, sd: Tensor, lam: Tensor, tol: float) -> tuple[Tensor, Tensor, Tensor]:
@@ -136,7 +153,7 @@ class _Equilibrated:
 
     def __init__(self, Qn: Tensor) -> None:
         K = Qn.shape[-1]
-        sd = torch.diagonal(Qn, dim1=-2, dim2=-1).clamp_min(0.0).sqrt()
+        sd = _sqrt(torch.diagonal(Qn, dim1=-2, dim2=-1).clamp_min(0.0))
         self.Qn, self.row_norms = Qn, sd
         self.r = torch.where(sd > 0, 1.0 / torch.where(sd > 0, sd, 1.0), 1.0)
         self.beta = 1.0 / self.r.amax(-1)
@@ -229,15 +246,16 @@ class _UnrolledCholesky:
     factorisation and of the two substitutions is one operation on such a slab,
     and sums over rows are K − 1 additions in a fixed order rather than
     reductions. Only element-wise +, −, ×, ÷ and √ are used, each correctly
-    rounded by IEEE 754 and never fused, so a problem's weights are bitwise the
-    same whatever else is in its batch.
+    rounded by IEEE 754 (√ by :func:`_sqrt`) and never fused, so a problem's
+    weights are bitwise the same whatever else is in its batch, and the same as the
+    compiled kernel's (:func:`_compiled_rounds`).
     """
 
     def __init__(self, Qt: Tensor, work: tuple[Tensor, Tensor] | None = None) -> None:
         self.Q = Qt  # [K, K, B] float64, normalised
         self.work = work  # buffers shaped like Qt for C and L (see _first_rounds)
         K = Qt.shape[0]
-        self.sd = torch.stack([Qt[k, k] for k in range(K)]).clamp_min(0.0).sqrt()  # [K, B]
+        self.sd = _sqrt(torch.stack([Qt[k, k] for k in range(K)]).clamp_min(0.0))  # [K, B]
         # 1/√Q_kk; a zero row (√Q_kk = 0 exactly, every entry of its row 0) gets a
         # finite scale instead of 1/0, which leaves C = RQR's row zero. Its pivot is 0
         # then, so only supports without it are solved.
@@ -315,7 +333,7 @@ def _affine_minimisers(Q: Tensor, r: Tensor, S: Tensor | None, C: Tensor, L: Ten
         for k in range(j):
             d = d - L[j, k] * L[j, k]
         pivots.append(d)
-        torch.sqrt(d.clamp_min(_TINY), out=L[j, j])
+        _sqrt(d.clamp_min(_TINY), out=L[j, j])
         if j + 1 < K:
             a = C[j + 1:, j]
             for k in range(j):
@@ -477,7 +495,7 @@ def _wolfe(Qn: Tensor, corral_type, tol: float, max_iter: int) -> tuple[Tensor, 
     """Lock-step Wolfe iterations; returns (weights, unstable flags, iterations)."""
     B = Qn.shape[0]
     diag = torch.diagonal(Qn, dim1=-2, dim2=-1)
-    sd_all = diag.clamp_min(0.0).sqrt()
+    sd_all = _sqrt(diag.clamp_min(0.0))
     lam_all = torch.zeros_like(diag)
     lam_all[torch.arange(B), diag.argmin(-1)] = 1.0
     unstable_all = torch.zeros(B, dtype=torch.bool)
@@ -633,7 +651,7 @@ def _no_worse_than_a_vertex(Qn: Tensor, sd: Tensor, lam: Tensor, f: Tensor) -> T
 
 
 def _certified(Qn: Tensor, lam: Tensor, tol: float) -> Tensor:
-    sd = torch.diagonal(Qn, dim1=-2, dim2=-1).clamp_min(0.0).sqrt()
+    sd = _sqrt(torch.diagonal(Qn, dim1=-2, dim2=-1).clamp_min(0.0))
     _, f, violated = _violated(Qn, sd, lam, tol)
     return ~violated.any(-1) & _no_worse_than_a_vertex(Qn, sd, lam, f)
 
@@ -661,7 +679,7 @@ def _finish_with_wolfe(Qn: Tensor, lam: Tensor, rest: Tensor, tol: float, max_it
         # Keep whichever answer is provably smaller (usually the fresh one); an answer
         # that is not finite (the rank-one updates can break down into NaN) counts as +inf.
         Qi = Qn[idx]
-        sd = torch.diagonal(Qi, dim1=-2, dim2=-1).clamp_min(0.0).sqrt()
+        sd = _sqrt(torch.diagonal(Qi, dim1=-2, dim2=-1).clamp_min(0.0))
         bounds = [_upper_bound((w * sd).sum(-1),
                                (w * torch.bmm(Qi, w.unsqueeze(-1)).squeeze(-1)).sum(-1),
                                Qn.shape[-1]).nan_to_num(nan=torch.inf, posinf=torch.inf)
@@ -760,6 +778,9 @@ def _solve_batch(Q: Tensor, tol: float | None, max_iter: int | None, *, certify:
         max_iter = 5 * K + 20
     flat = Q.detach().reshape(-1, K, K)
     if flat.shape[0] and _unrolled_pays(flat.shape[0], K):
+        if flat.device.type == "cpu" and flat.dtype in (torch.float32, torch.float64) \
+                and compiled.available():
+            return _compiled_rounds(flat, tol, max_iter, certify, definite)
         return _first_rounds(flat, tol, max_iter, certify, definite)
     if definite:
         check_definite(flat.to(torch.float64), dtype=flat.dtype)
@@ -781,7 +802,35 @@ def _normalise_entries(Q: Tensor, out: Tensor, scratch: Tensor) -> Tensor:
     return e
 
 
-def _first_rounds(flat: Tensor, tol: float, max_iter: int, certify: bool, definite: bool
+def _compiled_rounds(flat: Tensor, tol: float, max_iter: int, certify: bool, definite: bool
+                     ) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor, Tensor], int]:
+    """:func:`_first_rounds` with every problem's support guesses taken by the compiled
+    kernel (``min_norm_guesses`` in ``csrc/kernels.cpp``, see :mod:`refmoo.compiled`):
+    the same normalisation and the same element-wise operations as
+    :class:`_UnrolledCholesky`, one problem at a time while its entries are in
+    registers, so a problem settled there gets the bits that the unrolled path gives
+    it (tested), whatever else is in the batch. The others (a singular full
+    support, the guesses used up) take :func:`_first_rounds`, definiteness test and
+    Wolfe's method included; the kernel settles a problem only after factorising its
+    full-support matrix with positive pivots, which proves definiteness as there."""
+    lam, e, status = compiled.ops().min_norm_guesses(flat.contiguous(), tol, _GUESS_ROUNDS)
+    rest = (status != 0).nonzero().reshape(-1)
+    iterations = 1
+    certificate = None
+    if certify:
+        Qt = _entries(_normalised(flat)[0])
+        v = _gram_times(Qt, lam.T)
+        certificate = torch.stack(_certificate(v, _add_rows(lam.T * v), dim=0))
+    if rest.numel():
+        lam[rest], e[rest], rest_certificate, iterations = _first_rounds(
+            flat[rest], tol, max_iter, certify, definite, index=rest)
+        if certificate is not None:
+            certificate[:, rest] = torch.stack(rest_certificate)
+    return lam, e, tuple(certificate) if certificate is not None else (), iterations
+
+
+def _first_rounds(flat: Tensor, tol: float, max_iter: int, certify: bool, definite: bool,
+                  index: Tensor | None = None
                   ) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor, Tensor], int]:
     """:func:`_solve_batch` for large batches: every problem's support guesses run on
     :class:`_UnrolledCholesky` ``_FIRST_ROUND_ENTRIES / K²`` problems at a time, from
@@ -802,7 +851,8 @@ def _first_rounds(flat: Tensor, tol: float, max_iter: int, certify: bool, defini
     factorised with positive pivots, so C = RQR (unit diagonal) is positive definite
     up to the factorisation's backward error, a few K²ε, far inside the Kδ = K√ε
     that :func:`refmoo._checks.check_definite` allows. Only the others are given to
-    that LAPACK test, which on 10⁴ problems of K = 8 measured a sixth of the solve."""
+    that LAPACK test, which on 10⁴ problems of K = 8 measured a sixth of the solve.
+    ``index``: the problems' positions in the caller's batch, for that test's error."""
     B, K = flat.shape[0], flat.shape[-1]
     lam = torch.empty(B, K, dtype=torch.float64, device=flat.device)
     e = torch.empty(B, dtype=torch.int64, device=flat.device)
@@ -833,7 +883,8 @@ def _first_rounds(flat: Tensor, tol: float, max_iter: int, certify: bool, defini
         budgets.append(budget)
     rest = torch.cat(left)
     if definite and rest.numel():
-        check_definite(flat[rest].to(torch.float64), index=rest, dtype=flat.dtype)
+        check_definite(flat[rest].to(torch.float64),
+                       index=rest if index is None else index[rest], dtype=flat.dtype)
     iterations = 1
     if rest.numel():
         R = rest.numel()
@@ -850,8 +901,9 @@ def _first_rounds(flat: Tensor, tol: float, max_iter: int, certify: bool, defini
                 system, tol, 0, P, K, S=torch.cat(guesses), budget=torch.cat(budgets))
         iterations = _finish_with_wolfe(Qn, found, ~solved, tol, max_iter)
         lam[rest] = found = _on_simplex(found, dim=-1)
-        if certificate is not None:
-            certificate[:, rest] = torch.stack(_certify(Qn, found))
+        if certificate is not None:  # as for the chunks': bits that do not depend on where
+            v = _gram_times(entries, found.T)  # a problem settled
+            certificate[:, rest] = torch.stack(_certificate(v, _add_rows(found.T * v), dim=0))
     return lam, e, tuple(certificate) if certificate is not None else (), iterations
 
 

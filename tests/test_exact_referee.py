@@ -164,9 +164,10 @@ def test_issue_reproducer_no_longer_conflicts():
     assert abs(float(sol.value) - float(exact.value)) <= 1e-9 * float(exact.value)
 
 
+@pytest.mark.parametrize("path", ["compiled", "eager"])
 @settings(max_examples=30, deadline=None)
 @given(st.integers(0, 2**32 - 1), st.integers(2, 5), st.integers(2, 8), st.booleans())
-def test_batched_unrolled_path_is_exact_at_every_row_ratio(seed, K, D, leaning):
+def test_batched_unrolled_path_is_exact_at_every_row_ratio(path, seed, K, D, leaning):
     """Large batches (bucketwise on fine partitions) start with the unrolled element-wise
     factorisation; forced here on a small batch, it meets the single solve's bar."""
     from unittest import mock
@@ -174,7 +175,9 @@ def test_batched_unrolled_path_is_exact_at_every_row_ratio(seed, K, D, leaning):
     import refmoo.min_norm as mn
 
     mats = [spread_matrix(seed + i, K, D, leaning) for i in range(6)]
-    with mock.patch.object(mn, "_UNROLLED_MIN_BATCH", 0):
+    from tests.test_min_norm import large_batch_path
+
+    with large_batch_path(path), mock.patch.object(mn, "_UNROLLED_MIN_BATCH", 0):
         weights = solve_min_norm(torch.stack([G @ G.T for G in mats])).weights
     for G, lam in zip(mats, weights, strict=True):
         exact = exact_min_norm(G)

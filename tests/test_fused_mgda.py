@@ -17,13 +17,13 @@ from unittest import mock
 import pytest
 import torch
 
-from refmoo import MGDA, GradientError, Partition, UPGrad, bucketwise, fused_mgda
+from refmoo import MGDA, GradientError, Partition, UPGrad, bucketwise, compiled, fused_mgda
 from refmoo.exact import exact_min_norm
 from refmoo.min_norm import _certified, _normalised
 from tests.test_exact_referee import EPS, _cosines, _support_scale, spread_matrix
 
 needs_kernel = pytest.mark.skipif(
-    os.environ.get(fused_mgda.ENVIRONMENT_SWITCH) == "0", reason="REFMOO_FUSED=0")
+    os.environ.get(compiled.ENVIRONMENT_SWITCH) == "0", reason="REFMOO_FUSED=0")
 
 
 def stacked(blocks: list[torch.Tensor]) -> tuple[torch.Tensor, Partition]:
@@ -55,7 +55,7 @@ def eager(G: torch.Tensor, partition: Partition, **kwargs) -> torch.Tensor:
                     reason="no C++ compiler or ninja: bucketwise keeps its eager path")
 @needs_kernel
 def test_the_kernel_builds_where_a_compiler_is_found():
-    assert fused_mgda.available()
+    assert compiled.available()
 
 
 @needs_kernel
@@ -200,7 +200,8 @@ def test_a_bucket_does_not_depend_on_the_others_or_on_threads():
 BASELINE_BUILD = '''
 import sys, torch
 from refmoo import fused_mgda
-fused_mgda._vector_flags = lambda: ("baseline", [])  # SSE2 only, another build
+from refmoo import compiled
+compiled._vector_flags = lambda: ("baseline", [])  # SSE2 only, another build
 G = torch.load(sys.argv[1])
 out = torch.empty(G.shape[1], dtype=G.dtype)
 lam, _, status = fused_mgda.mgda_tiles(G, int(sys.argv[2]), out)
@@ -209,7 +210,7 @@ torch.save((out, lam, status), sys.argv[3])
 
 
 @needs_kernel
-@pytest.mark.skipif(fused_mgda._vector_flags()[0] == "baseline", reason="no AVX2 build here")
+@pytest.mark.skipif(compiled._vector_flags()[0] == "baseline", reason="no AVX2 build here")
 def test_the_vector_build_gives_the_baseline_builds_bits(tmp_path):
     """The claim that the bits do not depend on the CPU: the AVX2 build (4 lanes per
     instruction) against the SSE2 baseline build, in a process of its own."""
@@ -293,17 +294,17 @@ def test_fused_and_eager_paths_agree_to_rounding(dtype):
 
 
 def test_a_failed_build_warns_and_keeps_the_eager_path(monkeypatch):
-    monkeypatch.setattr(fused_mgda, "_built", None)
-    monkeypatch.setattr(fused_mgda, "_registered", lambda: False)
-    monkeypatch.delenv(fused_mgda.ENVIRONMENT_SWITCH, raising=False)
+    monkeypatch.setattr(compiled, "_built", None)
+    monkeypatch.setattr(compiled, "_registered", lambda: False)
+    monkeypatch.delenv(compiled.ENVIRONMENT_SWITCH, raising=False)
 
     def no_compiler(**kwargs):
         raise OSError("c++: not found")
 
-    monkeypatch.setattr(fused_mgda, "_load_extension", no_compiler)
+    monkeypatch.setattr(compiled, "_load_extension", no_compiler)
     G = torch.randn(2, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     partition = Partition.from_sizes([4] * 4)
-    message = "could not build its fused MGDA kernel.*c\\+\\+: not found"
+    message = "could not build its compiled kernels.*c\\+\\+: not found"
     with pytest.warns(RuntimeWarning, match=message):
         a = bucketwise(MGDA(), G, partition)
     assert torch.equal(a, eager(G, partition))
@@ -313,12 +314,12 @@ def test_a_failed_build_warns_and_keeps_the_eager_path(monkeypatch):
 
 
 def test_the_switch_keeps_the_eager_path(monkeypatch):
-    monkeypatch.setattr(fused_mgda, "_built", None)
-    monkeypatch.setenv(fused_mgda.ENVIRONMENT_SWITCH, "0")
-    assert not fused_mgda.available()
+    monkeypatch.setattr(compiled, "_built", None)
+    monkeypatch.setenv(compiled.ENVIRONMENT_SWITCH, "0")
+    assert not compiled.available()
     with mock.patch.object(fused_mgda, "mgda_tiles") as spy:
         bucketwise(MGDA(), torch.eye(2, 8), Partition.from_sizes([4, 4]))
     assert not spy.called
-    with pytest.raises(RuntimeError, match="kernel is not available here \\(REFMOO_FUSED='0'"):
+    with pytest.raises(RuntimeError, match="kernels are not available here \\(REFMOO_FUSED='0'"):
         fused_mgda.mgda_tiles(torch.eye(2, 8), 4, torch.empty(8))
 

@@ -1,5 +1,7 @@
 """The batched min-norm solver against cvxpy, KKT, and TorchJD."""
 
+import contextlib
+
 import numpy as np
 import pytest
 import torch
@@ -10,6 +12,26 @@ from refmoo import solve_min_norm
 from refmoo.min_norm import min_norm_gap
 from refmoo.referee import cvxpy_min_norm
 from refmoo.testing import degenerate_matrices, gradient_matrices
+
+# Large batches (at least 16·K³ problems, K ≤ 8) take their support guesses in the
+# compiled kernel where it is built (refmoo.compiled), else in the eager chunks of
+# min_norm._first_rounds: tests of that path run on both.
+LARGE_BATCH_PATHS = ["compiled", "eager"]
+
+
+@contextlib.contextmanager
+def large_batch_path(path: str):
+    from unittest import mock
+
+    from refmoo import compiled
+
+    if path == "eager":
+        with mock.patch.object(compiled, "available", return_value=False):
+            yield
+        return
+    if not compiled.available():
+        pytest.skip("refmoo's compiled kernels are not built here")
+    yield
 
 any_matrix = st.one_of(
     gradient_matrices(K=st.integers(1, 8), D=st.integers(1, 12), min_exp=-12, max_exp=12),
@@ -193,10 +215,11 @@ def test_rounding_asymmetry_and_indefiniteness_are_accepted():
     solve_min_norm(Q)
 
 
+@pytest.mark.parametrize("path", LARGE_BATCH_PATHS)
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("K", [3, 4])
 @pytest.mark.parametrize("shift", [-1e-2, -1e-6, -1e-9, 1e-12])
-def test_large_batches_refuse_exactly_what_check_psd_refuses(K, shift, dtype):
+def test_large_batches_refuse_exactly_what_check_psd_refuses(K, shift, dtype, path):
     """Large batches run the LAPACK definiteness test only on problems whose full-support
     factorisation failed (_first_rounds); the verdict must be check_psd's, naming the
     same matrix. Matrix 2700 (third chunk at 2¹⁰ problems per chunk) has its unit-diagonal
@@ -223,7 +246,7 @@ def test_large_batches_refuse_exactly_what_check_psd_refuses(K, shift, dtype):
     except GradientError as error:
         expected = str(error)
     assert (expected is None) == (shift * K > -K * torch.finfo(dtype).eps ** 0.5)
-    with mock.patch.object(mn, "_FIRST_ROUND_ENTRIES", K * K * 1024):
+    with large_batch_path(path), mock.patch.object(mn, "_FIRST_ROUND_ENTRIES", K * K * 1024):
         if expected is None:
             solve_min_norm(Q)
         else:
@@ -232,13 +255,14 @@ def test_large_batches_refuse_exactly_what_check_psd_refuses(K, shift, dtype):
             assert str(raised.value) == expected and "matrix 2700" in expected
 
 
-def test_an_empty_batch_solves_on_every_path():
+@pytest.mark.parametrize("path", LARGE_BATCH_PATHS)
+def test_an_empty_batch_solves_on_every_path(path):
     from unittest import mock
 
     import refmoo.min_norm as mn
 
     for threshold in (0, 16):
-        with mock.patch.object(mn, "_UNROLLED_MIN_BATCH", threshold):
+        with large_batch_path(path), mock.patch.object(mn, "_UNROLLED_MIN_BATCH", threshold):
             sol = solve_min_norm(torch.zeros(0, 3, 3, dtype=torch.float64))
         assert sol.weights.shape == (0, 3) and sol.value.shape == (0,)
 
@@ -355,11 +379,12 @@ def test_unrolled_factorisation_starts_at_16_k_cubed_problems_for_k_up_to_8():
     assert mn._chunk_size(4) == 8192 and mn._chunk_size(8) == 2048
 
 
+@pytest.mark.parametrize("path", LARGE_BATCH_PATHS)
 @settings(max_examples=15)
 @given(st.lists(st.one_of(gradient_matrices(K=4, D=st.integers(1, 12), min_exp=-12, max_exp=12),
                           degenerate_matrices(K=4)), min_size=2, max_size=12),
        st.integers(1, 5))
-def test_first_round_chunks_change_no_bit(mats, chunk):
+def test_first_round_chunks_change_no_bit(path, mats, chunk):
     """Large batches take their support guesses in chunks (_first_rounds). Every
     problem's guesses read only its own entries and, with the unrolled path forced
     for every size, run the same operations wherever they run (a problem left by its
@@ -371,7 +396,7 @@ def test_first_round_chunks_change_no_bit(mats, chunk):
     import refmoo.min_norm as mn
 
     Q = torch.stack([G @ G.T for G in mats])
-    with mock.patch.object(mn, "_UNROLLED_MIN_BATCH", 0):
+    with large_batch_path(path), mock.patch.object(mn, "_UNROLLED_MIN_BATCH", 0):
         whole = solve_min_norm(Q)
         with mock.patch.object(mn, "_FIRST_ROUND_ENTRIES", 16 * chunk):  # K = 4
             chunked = solve_min_norm(Q)
@@ -384,7 +409,8 @@ def test_first_round_chunks_change_no_bit(mats, chunk):
     assert bool(((whole.gap - min_norm_gap(Q, whole.weights)).abs() <= rounding).all())
 
 
-def test_chunks_change_no_bit_where_normalised_entries_are_subnormal():
+@pytest.mark.parametrize("path", LARGE_BATCH_PATHS)
+def test_chunks_change_no_bit_where_normalised_entries_are_subnormal(path):
     """A matrix 1e-320 in scale needs the two-factor power of two (|e| > 1000) while its
     batch neighbour needs one; the factors are chosen per matrix, so the neighbour's
     subnormal entries (rows 1e-153 of its largest) round the same alone or together."""
@@ -397,7 +423,7 @@ def test_chunks_change_no_bit_where_normalised_entries_are_subnormal():
                      dtype=torch.float64)
     B = 1e-160 * torch.tensor([[1.0, 2, 0], [0, 1, 3], [2, 0, 1]], dtype=torch.float64)
     Q = torch.stack([A @ A.T, B @ B.T])
-    with mock.patch.object(mn, "_UNROLLED_MIN_BATCH", 0):
+    with large_batch_path(path), mock.patch.object(mn, "_UNROLLED_MIN_BATCH", 0):
         together = solve_min_norm(Q)
         with mock.patch.object(mn, "_FIRST_ROUND_ENTRIES", 9):  # one matrix per chunk
             apart = solve_min_norm(Q)
@@ -405,7 +431,8 @@ def test_chunks_change_no_bit_where_normalised_entries_are_subnormal():
         assert torch.equal(getattr(together, name), getattr(apart, name)), name
 
 
-def test_rows_below_the_gram_range_still_get_finite_optimal_weights():
+@pytest.mark.parametrize("path", LARGE_BATCH_PATHS)
+def test_rows_below_the_gram_range_still_get_finite_optimal_weights(path):
     """Rows 1e-158 of the largest make Gram entries subnormal. The large-batch guesses
     cannot certify such a matrix and Wolfe's rank-one updates broke down into NaN,
     which a NaN comparison then kept; the fresh factorisations' answer must win."""
@@ -418,7 +445,7 @@ def test_rows_below_the_gram_range_still_get_finite_optimal_weights():
                      dtype=torch.float64)
     Q = G @ G.T
     alone = solve_min_norm(Q).weights
-    with mock.patch.object(mn, "_UNROLLED_MIN_BATCH", 0):
+    with large_batch_path(path), mock.patch.object(mn, "_UNROLLED_MIN_BATCH", 0):
         batched = solve_min_norm(Q.expand(3, 3, 3).contiguous()).weights
     assert bool(torch.isfinite(batched).all())
     torch.testing.assert_close(batched, alone.expand(3, 3), rtol=0, atol=1e-12)
@@ -471,8 +498,9 @@ def test_support_guesses_resume_where_they_stopped(rounds, stop):
     assert rounds < stop or int(solved.sum()) > early  # some settle after resuming
 
 
+@pytest.mark.parametrize("path", LARGE_BATCH_PATHS)
 @pytest.mark.parametrize("aligned", [False, True], ids=["independent", "aligned"])
-def test_guessed_answers_do_not_depend_on_the_batch(aligned):
+def test_guessed_answers_do_not_depend_on_the_batch(aligned, path):
     """A problem that the support guesses settle (independent rows much longer than K:
     full support; aligned rows: one to three guesses more, some in the chunk, some
     after it) reads only its own entries, so it gets the same bits alone as in any
@@ -489,10 +517,62 @@ def test_guessed_answers_do_not_depend_on_the_batch(aligned):
     G[::5] *= 1e-6  # matrices of very different scales in one batch, some of them
     G[1::5] *= 0.7  # shifted by odd powers of two against the others
     Q = G @ G.transpose(1, 2)
-    with mock.patch.object(mn, "_UNROLLED_MIN_BATCH", 0), \
+    with large_batch_path(path), mock.patch.object(mn, "_UNROLLED_MIN_BATCH", 0), \
             mock.patch.object(mn, "_wolfe", side_effect=AssertionError("Wolfe ran")):
         together = solve_min_norm(Q)
         for b in range(Q.shape[0]):
             alone = solve_min_norm(Q[b:b + 1])
             assert torch.equal(alone.weights[0], together.weights[b])
             assert torch.equal(alone.value[0], together.value[b])
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_the_compiled_guesses_give_the_eager_bits(dtype):
+    """The kernel (refmoo/csrc/kernels.cpp, min_norm_guesses) runs the eager unrolled
+    path's element-wise operations in the same order, so with the unrolled path
+    forced everywhere (its pooled rounds included) both return the same bits: every
+    field, on a batch of independent and aligned rows, rows 1e-6 of the others,
+    scales apart by odd powers of two, zero and duplicated rows (singular on the full
+    support, then Wolfe's method, given the same problems in the same order)."""
+    from unittest import mock
+
+    import refmoo.min_norm as mn
+
+    gen = torch.Generator().manual_seed(13)
+    B, K = 2000, 5
+    G = torch.randn(B, K, 24, dtype=torch.float64, generator=gen)
+    G[B // 2:] = 0.2 * G[B // 2:] + torch.randn(B // 2, 1, 24, dtype=torch.float64,
+                                                   generator=gen)
+    G[::7, 1] *= 1e-6
+    G[1::11] *= 0.7 * 2.0 ** 41
+    G[2::13, 3] = 0.0
+    G[3::17, 4] = G[3::17, 0]
+    Q = (G @ G.transpose(1, 2)).to(dtype)
+    with mock.patch.object(mn, "_UNROLLED_MIN_BATCH", 0):
+        with large_batch_path("compiled"):
+            compiled_solution = solve_min_norm(Q)
+        with large_batch_path("eager"):
+            eager_solution = solve_min_norm(Q)
+    for name in ("weights", "value", "gap", "lower_bound"):
+        assert torch.equal(getattr(compiled_solution, name), getattr(eager_solution, name)), name
+    assert compiled_solution.iterations == eager_solution.iterations > 1  # Wolfe ran
+
+
+def test_the_solvers_square_root_is_correctly_rounded():
+    """min_norm._sqrt against the exact midpoints of its neighbours (Fractions): the
+    value torch.sqrt got 1 ulp wrong, then uniform samples over many binades."""
+    import math
+    from fractions import Fraction
+
+    import refmoo.min_norm as mn
+
+    gen = torch.Generator().manual_seed(5)
+    x = torch.cat([torch.tensor([0.6557538954102683], dtype=torch.float64),
+                   torch.rand(2999, dtype=torch.float64, generator=gen)
+                   * torch.exp2(torch.randint(-60, 60, (2999,), generator=gen)).double()])
+    roots = mn._sqrt(x.view(2, -1).T).T.reshape(-1)  # a strided view, as in the solver
+    for value, root in zip(x.tolist(), roots.tolist(), strict=True):
+        low = (Fraction(math.nextafter(root, 0.0)) + Fraction(root)) / 2
+        high = (Fraction(root) + Fraction(math.nextafter(root, math.inf))) / 2
+        assert low * low <= Fraction(value) <= high * high, value
+    assert mn._sqrt(x[:1]).item() == 0.8097863270087168

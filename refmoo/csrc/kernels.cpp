@@ -1,16 +1,23 @@
-// bucketwise(MGDA) for many equal buckets of consecutive columns, one pass over G.
+// refmoo's compiled kernels (built by refmoo/compiled.py), two custom operators:
 //
-// Per bucket (a tile of `width` columns of the K x D matrix G, K <= 8) and while
-// the tile is in cache: its Gram in double, its min-norm weights by the support
-// guesses of refmoo/min_norm.py (equilibrated Cholesky, per-row certificate,
-// no-worse-than-a-vertex test), and its update w^T G^b written into `out`.
-// Whatever this kernel cannot settle it leaves to the eager path, with a status
-// per bucket (see refmoo/fused_mgda.py): it never returns an uncertified answer.
+// - refmoo_fused::mgda_tiles: bucketwise(MGDA) for many equal buckets of
+//   consecutive columns, in one pass over G. Per bucket (a tile of `width` columns
+//   of the K x D matrix G, K <= 8) and while the tile is in cache: its Gram in
+//   double, its min-norm weights, and its update w^T G^b written into `out`.
+// - refmoo_fused::min_norm_guesses: the weights alone, for a batch of Grams.
+//
+// The weights are found by the support guesses of refmoo/min_norm.py, step for
+// step (equilibrated Cholesky, per-row certificate, no-worse-than-a-vertex test).
+// Whatever a kernel cannot settle it leaves to the eager solver, with a status per
+// problem (see refmoo/fused_mgda.py and min_norm._compiled_rounds): it never
+// returns an uncertified answer.
 //
 // Bits. Built with -ffp-contract=off and without -ffast-math, every operation
 // below is one correctly rounded IEEE 754 +, -, *, / or sqrt in a fixed order
-// (vector lanes only ever hold independent partial sums), so a bucket's weights
-// and update do not depend on the CPU, on the thread count, or on other buckets.
+// (vector lanes only ever hold independent partial sums), so a problem's weights
+// and update do not depend on the CPU, on the thread count, or on other problems;
+// min_norm_guesses does exactly the element-wise operations of the eager unrolled
+// path (min_norm._UnrolledCholesky), so it returns the same bits.
 
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
@@ -190,6 +197,40 @@ bool guess_supports(const Matrix Q, int K, double tol, int rounds, double* lam) 
   }
 }
 
+// guess_supports, then min_norm._on_simplex (clamped at 0, divided by the sum taken
+// in order): true where lam is certified.
+bool certified_weights(const Matrix Q, int K, double tol, int rounds, double* lam) {
+  if (!guess_supports(Q, K, tol, rounds, lam)) return false;
+  double total = 0.0;
+  for (int k = 0; k < K; ++k) {
+    lam[k] = std::max(lam[k], 0.0);
+    total = k ? total + lam[k] : lam[k];
+  }
+  for (int k = 0; k < K; ++k) lam[k] = lam[k] / total;
+  return true;
+}
+
+// One min-norm problem q (K x K, row-major) normalised as min_norm._normalise_entries
+// does: e from the largest diagonal entry (0 unless it is positive and finite),
+// Qn = (Q 2^-e + (Q 2^-e)^T) / 2, in double.
+template <typename T>
+uint8_t solve_gram(const T* q, int K, double tol, int rounds, double* lam, int64_t* exponent) {
+  double top = 0.0;
+  for (int k = 0; k < K; ++k) {
+    const double d = static_cast<double>(q[k * K + k]);
+    if (std::isnan(d) || d > top) top = d;
+  }
+  int e = 0;
+  if (top > 0.0 && std::isfinite(top)) std::frexp(top, &e);
+  *exponent = e;
+  Matrix Qn;
+  for (int i = 0; i < K; ++i)
+    for (int j = 0; j < K; ++j)
+      Qn[i][j] = (scale2(static_cast<double>(q[i * K + j]), -e) +
+                  scale2(static_cast<double>(q[j * K + i]), -e)) * 0.5;
+  return certified_weights(Qn, K, tol, rounds, lam) ? kDone : kUnsolved;
+}
+
 // max_k Q_kk, NaN if any of them is (once NaN, top compares false and stays).
 inline double largest_diagonal(const Matrix Q, int K) {
   double top = 0.0;
@@ -225,13 +266,7 @@ uint8_t solve_tile(const T* tile, int64_t ld, int64_t width, double tol, int rou
   const double factor = std::ldexp(1.0, -shift);
   for (int i = 0; i < K; ++i)
     for (int j = 0; j < K; ++j) Q[i][j] = Q[i][j] * factor;
-  if (!guess_supports(Q, K, tol, rounds, lam)) return kUnsolved;
-  double total = 0.0;  // min_norm._on_simplex: clamped at 0, divided by the sum in order
-  for (int k = 0; k < K; ++k) {
-    lam[k] = std::max(lam[k], 0.0);
-    total = k ? total + lam[k] : lam[k];
-  }
-  for (int k = 0; k < K; ++k) lam[k] = lam[k] / total;
+  if (!certified_weights(Q, K, tol, rounds, lam)) return kUnsolved;
   T w[kMaxK];
   double bound = 0.0;  // sum_k |w_k| ||g_k|| >= |update_c| (up to rounding), unscaled
   for (int k = 0; k < K; ++k) {
@@ -306,10 +341,44 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> mgda_tiles(const at::Tensor& G, i
   return {lam, exponent, status};
 }
 
+// The support guesses of min_norm._first_rounds for a batch of Grams Q [B, K, K]:
+// (weights [B, K], exponents e [B], status [B]: kDone or kUnsolved).
+std::tuple<at::Tensor, at::Tensor, at::Tensor> min_norm_guesses(const at::Tensor& Q, double tol,
+                                                                int64_t rounds) {
+  TORCH_CHECK(Q.dim() == 3 && Q.size(1) == Q.size(2) && Q.is_contiguous(),
+              "Q must be a contiguous [B, K, K] batch");
+  TORCH_CHECK(Q.device().is_cpu(), "CPU tensors only");
+  const int K = static_cast<int>(Q.size(1));
+  TORCH_CHECK(K >= 1 && K <= kMaxK, "K must be 1..", kMaxK, ", got ", K);
+  const int64_t B = Q.size(0);
+  auto lam = at::empty({B, K}, Q.options().dtype(at::kDouble));
+  auto exponent = at::empty({B}, Q.options().dtype(at::kLong));
+  auto status = at::empty({B}, Q.options().dtype(at::kByte));
+  double* lam_p = lam.data_ptr<double>();
+  int64_t* e_p = exponent.data_ptr<int64_t>();
+  uint8_t* status_p = status.data_ptr<uint8_t>();
+  auto run = [&](auto* q) {
+    at::parallel_for(0, B, 256, [&](int64_t lo, int64_t hi) {
+      for (int64_t b = lo; b < hi; ++b)
+        status_p[b] = solve_gram(q + b * K * K, K, tol, static_cast<int>(rounds),
+                                 lam_p + b * K, e_p + b);
+    });
+  };
+  if (Q.scalar_type() == at::kFloat)
+    run(Q.data_ptr<float>());
+  else if (Q.scalar_type() == at::kDouble)
+    run(Q.data_ptr<double>());
+  else
+    TORCH_CHECK(false, "Q must be float32 or float64, got ", Q.scalar_type());
+  return {lam, exponent, status};
+}
+
 }  // namespace
 
 TORCH_LIBRARY(refmoo_fused, m) {
   m.def("mgda_tiles(Tensor G, int width, float tol, int rounds, Tensor(a!) out)"
         " -> (Tensor, Tensor, Tensor)");
   m.impl("mgda_tiles", c10::DispatchKey::CPU, TORCH_FN(mgda_tiles));
+  m.def("min_norm_guesses(Tensor Q, float tol, int rounds) -> (Tensor, Tensor, Tensor)");
+  m.impl("min_norm_guesses", c10::DispatchKey::CPU, TORCH_FN(min_norm_guesses));
 }
