@@ -454,6 +454,8 @@ def _check_update(out: Tensor, G: Tensor, weights: Tensor, Q: Tensor, e: Tensor,
         if all(bool(torch.isfinite(out[int(lo):int(hi)]).all()) for lo, hi, _ in spans):
             continue
         largest = float(_scale_by_power_of_two(norms[b].amax().view(1), e[b:b + 1]))
+        remedy = "scale G down" if G.dtype == torch.float64 else \
+            "cast G to float64 or scale it down"
         raise GradientError(
             f"the update of bucket {b} ({partition.names[b]!r}) overflows {G.dtype}: "
-            f"its rows of G have norms up to {largest:.3g}; cast G to float64 or scale it down")
+            f"its rows of G have norms up to {largest:.3g}; {remedy}")

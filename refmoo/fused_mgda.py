@@ -6,10 +6,12 @@ batched product for the update, each pay per bucket and read G twice. The compil
 kernel (``mgda_tiles`` in ``csrc/kernels.cpp``, a PyTorch custom operator built
 by :mod:`refmoo.compiled`) does all three per bucket while its columns are in cache:
 
-1. :math:`Q_b = G^bG^{b\top}` summed in float64 (products of float32 entries are
-   exact there, so float32 buckets need no rescaling at any scale); a float64
-   bucket outside :func:`refmoo.bucketwise.in_range` is formed again from
-   :math:`2^{-e_b}G^b`, as :func:`refmoo.bucketwise.scaled_bucket_grams` does.
+1. :math:`Q_b = G^bG^{b\top}` summed in float64. Products of float32 entries are
+   exact there, so float32 buckets need no rescaling at any scale; a float64
+   bucket is formed from :math:`2^{-e_b}G^b`, its largest entry in [1/2, 1), so
+   that no row's squares underflow unless they are below float64's range
+   relative to the largest row (about 1e-154), and the Gram of :math:`2^kG^b` is
+   that of :math:`G^b` bit for bit.
 2. The weights by the support guesses of :mod:`refmoo.min_norm`: the full
    support, then up to ``_GUESS_ROUNDS`` guesses, each answer accepted only when
    the per-row test and the vertex test of the eager solver certify it.
@@ -24,9 +26,14 @@ kernel is a shortcut with the eager path's guarantees, never an approximation.
 
 Bits. The kernel is compiled with ``-ffp-contract=off`` and without fast-math:
 every step is one correctly rounded IEEE 754 operation in a fixed order, so a
-bucket's weights and update are the same on every CPU, at every thread count and
-in every batch (tested). They differ from the eager path's in the last bits,
-because the Gram is summed in another order.
+bucket it settles gets the same weights and update on every CPU, at every thread
+count and in every batch (tested); its update is :math:`\sum_k \mathrm{fl}(w_k)g_k`
+in G's dtype, added in order, and so is a left bucket's. A left bucket's weights
+are the eager solver's, whose bits can depend, within rounding, on how many
+buckets were left with it (:func:`refmoo.min_norm._first_rounds`); a shorter last
+chunk is ``bucketwise``'s eager result for that chunk alone. All of them differ
+from the eager path's in the last bits, because the Gram is summed in another
+order.
 
 Build: see :mod:`refmoo.compiled` (on first use, about 10 s; without a compiler,
 or with ``REFMOO_FUSED=0``, ``bucketwise`` keeps its eager path).
@@ -105,7 +112,9 @@ def bucketwise_mgda(G: Tensor, width: int, out: Tensor) -> Tensor | None:
         tiles = G.view(K, -1, width).transpose(0, 1)[redo]  # [n, K, width]
         X = ldexp(tiles.to(torch.float64), -e[redo])  # as the kernel formed it
         weights = _solve_weights(torch.bmm(X, X.transpose(1, 2))).to(G.dtype)
-        update = torch.bmm(weights.unsqueeze(1), tiles).squeeze(1)
+        update = weights[:, 0:1] * tiles[:, 0]  # added in order, as the kernel does
+        for k in range(1, K):
+            update = update + weights[:, k:k + 1] * tiles[:, k]
         if not bool(torch.isfinite(update).all()):
             return None
         out.view(-1, width)[redo] = update

@@ -53,23 +53,17 @@ inline double scale2(double x, int e) {
   return std::ldexp(std::ldexp(x, half), e - half);
 }
 
-// Q = X X^T of the tile (upper triangle, mirrored), X = G^b * 2^-e, in double.
-// Products of float32 numbers are exact in double; with e = 0 nothing is scaled.
-// Columns go kLanes at a time into independent partial sums (one vector register
-// each), added up in a fixed order at the end; K is a template parameter so that
-// the K(K+1)/2 sums stay in registers.
+// Q = X X^T of the tile (upper triangle, mirrored), X = G^b * 2^-e in double, with
+// 2^-e applied as the factors f1 * f2 of refmoo._scale.ldexp (f2 = 1 unless |e| >
+// 1000), so each X entry is exactly x * 2^-e as ldexp rounds it. Products of float32
+// numbers are exact in double. Columns go kLanes at a time into independent partial
+// sums (one vector register each), added up in a fixed order at the end; K is a
+// template parameter so that the K(K+1)/2 sums stay in registers.
 template <int K, typename T>
-void tile_gram(const T* tile, int64_t ld, int64_t width, int e, Matrix Q) {
+void tile_gram(const T* tile, int64_t ld, int64_t width, double f1, double f2, Matrix Q) {
   constexpr int kPairs = K * (K + 1) / 2;
   double acc[kPairs][kLanes] = {};
   double x[K][kLanes];
-  auto load = [&](int64_t c, int lanes) {
-    for (int i = 0; i < K; ++i)
-      for (int l = 0; l < kLanes; ++l) {
-        const double g = l < lanes ? static_cast<double>(tile[i * ld + c + l]) : 0.0;
-        x[i][l] = e == 0 ? g : scale2(g, -e);
-      }
-  };
   auto add = [&]() {
     int p = 0;
     for (int i = 0; i < K; ++i)
@@ -78,16 +72,15 @@ void tile_gram(const T* tile, int64_t ld, int64_t width, int e, Matrix Q) {
   };
   int64_t c = 0;
   for (; c + kLanes <= width; c += kLanes) {
-    if (e == 0) {
-      for (int i = 0; i < K; ++i)
-        for (int l = 0; l < kLanes; ++l) x[i][l] = static_cast<double>(tile[i * ld + c + l]);
-    } else {
-      load(c, kLanes);
-    }
+    for (int i = 0; i < K; ++i)
+      for (int l = 0; l < kLanes; ++l)
+        x[i][l] = static_cast<double>(tile[i * ld + c + l]) * f1 * f2;
     add();
   }
   if (c < width) {  // the last columns, zero-padded (adding exact zeros changes nothing)
-    load(c, static_cast<int>(width - c));
+    for (int i = 0; i < K; ++i)
+      for (int l = 0; l < kLanes; ++l)
+        x[i][l] = c + l < width ? static_cast<double>(tile[i * ld + c + l]) * f1 * f2 : 0.0;
     add();
   }
   int p = 0;
@@ -97,6 +90,19 @@ void tile_gram(const T* tile, int64_t ld, int64_t width, int e, Matrix Q) {
       for (int l = 1; l < kLanes; ++l) total += acc[p][l];
       Q[i][j] = Q[j][i] = total;
     }
+}
+
+// The two factors of refmoo._scale.ldexp for 2^e: 2^e and 1 where |e| <= 1000, else
+// 2^floor(e/2) and 2^(e - floor(e/2)), each a normal number.
+inline void pow2_factors(int e, double* f1, double* f2) {
+  if (e >= -1000 && e <= 1000) {
+    *f1 = std::ldexp(1.0, e);
+    *f2 = 1.0;
+    return;
+  }
+  const int half = e >= 0 ? e / 2 : -((1 - e) / 2);
+  *f1 = std::ldexp(1.0, half);
+  *f2 = std::ldexp(1.0, e - half);
 }
 
 template <typename T>
@@ -244,24 +250,37 @@ uint8_t solve_tile(const T* tile, int64_t ld, int64_t width, double tol, int rou
                    T* out, double* lam, int64_t* exponent) {
   Matrix Q;
   int e = 0;
-  tile_gram<K>(tile, ld, width, 0, Q);
-  double top = largest_diagonal(Q, K);
-  // bucketwise.in_range with double's limits: out of it, underflow or overflow
-  // may have changed the Gram, so it is formed again from the tile scaled by 2^-e.
-  const double u = kEps / 2;
-  if (!(top >= width * (kTiny / u) && top <= kMax * u)) {
+  double top;
+  if (std::is_same<T, float>::value) {
+    // Exact products in double: no float32 bucket under- or overflows there, so the
+    // Gram is formed as it is (e = 0); only zeros and non-finite entries stand out.
+    tile_gram<K>(tile, ld, width, 1.0, 1.0, Q);
+    top = largest_diagonal(Q, K);
+    if (!(top > 0.0) || !std::isfinite(top)) {
+      const double amax = tile_amax(tile, ld, K, width);
+      if (!std::isfinite(amax)) return kNonFinite;
+      if (amax == 0.0) return kUnsolved;  // an all-zero bucket: the eager path's weights
+    }
+  } else {
+    // A float64 bucket is scaled by 2^-e, its largest entry into [1/2, 1), before
+    // its Gram is formed: otherwise a row far below the largest (1e-35 of it at
+    // entries of 1e-145, say) would have its squares flushed to zero and be taken
+    // for a zero row; and the Gram of 2^k G is then that of G, bit for bit.
     const double amax = tile_amax(tile, ld, K, width);
     if (!std::isfinite(amax)) return kNonFinite;
-    if (amax == 0.0) return kUnsolved;  // an all-zero bucket: the eager path's weights
+    if (amax == 0.0) return kUnsolved;
     std::frexp(amax, &e);
-    tile_gram<K>(tile, ld, width, e, Q);
+    double f1, f2;
+    pow2_factors(-e, &f1, &f2);
+    tile_gram<K>(tile, ld, width, f1, f2, Q);
     top = largest_diagonal(Q, K);
   }
   if (!std::isfinite(top)) return kNonFinite;
   *exponent = e;
   int shift;
   std::frexp(top, &shift);  // Qn = Q * 2^-shift, largest diagonal entry in [1/2, 1)
-  // 2^-shift is a normal number for every in-range top, so multiplying by it rounds
+  // top is in [1/4, width] for a scaled float64 bucket and within float32's squared
+  // range otherwise, so 2^-shift is a normal number and multiplying by it rounds
   // exactly as ldexp does (one library call per tile instead of K^2).
   const double factor = std::ldexp(1.0, -shift);
   for (int i = 0; i < K; ++i)
