@@ -8,10 +8,10 @@ by :mod:`refmoo.compiled`) does all three per bucket while its columns are in ca
 
 1. :math:`Q_b = G^bG^{b\top}` summed in float64. Products of float32 entries are
    exact there, so float32 buckets need no rescaling at any scale; a float64
-   bucket is formed from :math:`2^{-e_b}G^b`, its largest entry in [1/2, 1), so
-   that no row's squares underflow unless they are below float64's range
-   relative to the largest row (about 1e-154), and the Gram of :math:`2^kG^b` is
-   that of :math:`G^b` bit for bit.
+   bucket is formed from :math:`2^{-e_b}G^b`, its largest entry in
+   :math:`[2^{474}, 2^{475})`, so that no square down to 1e-290 of the largest
+   underflows (the solver's normalisation then rounds each entry once), and the
+   Gram of :math:`2^kG^b` is that of :math:`G^b` bit for bit.
 2. The weights by the support guesses of :mod:`refmoo.min_norm`: the full
    support, then up to ``_GUESS_ROUNDS`` guesses, each answer accepted only when
    the per-row test and the vertex test of the eager solver certify it.
@@ -58,6 +58,7 @@ from .aggregators.mgda import MGDA
 from .min_norm import _EPS, _GUESS_ROUNDS, _solve_weights
 
 MAX_K = 8
+# The kernel's float64 headroom (kHeadroom in csrc/kernels.cpp) assumes at most 4096.
 MAX_WIDTH = 4096
 # Per-bucket status codes of the kernel.
 DONE, UNSOLVED, NON_FINITE, OVERFLOW = 0, 1, 2, 3

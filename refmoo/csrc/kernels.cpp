@@ -40,6 +40,10 @@ constexpr double kTiny = std::numeric_limits<double>::min();
 constexpr double kMax = std::numeric_limits<double>::max();
 constexpr double kInf = std::numeric_limits<double>::infinity();
 constexpr double kRounding = 4.0;  // min_norm._ROUNDING
+// 2^H: where a float64 bucket's largest entry is put before its Gram is formed. The
+// Gram's largest entry is then below width * 4^H = 2^962 for width <= 4096
+// (fused_mgda.MAX_WIDTH), within u * max = 2^971 (bucketwise.in_range's bound).
+constexpr int kHeadroom = 475;
 
 enum Status : uint8_t { kDone = 0, kUnsolved = 1, kNonFinite = 2, kOverflow = 3 };
 
@@ -262,14 +266,18 @@ uint8_t solve_tile(const T* tile, int64_t ld, int64_t width, double tol, int rou
       if (amax == 0.0) return kUnsolved;  // an all-zero bucket: the eager path's weights
     }
   } else {
-    // A float64 bucket is scaled by 2^-e, its largest entry into [1/2, 1), before
-    // its Gram is formed: otherwise a row far below the largest (1e-35 of it at
-    // entries of 1e-145, say) would have its squares flushed to zero and be taken
-    // for a zero row; and the Gram of 2^k G is then that of G, bit for bit.
+    // A float64 bucket is scaled by 2^-e, its largest entry into [2^(H-1), 2^H),
+    // before its Gram is formed. Formed as it comes, a row far below the largest
+    // (1e-35 of it at entries of 1e-145, say) would have its squares flushed to zero
+    // and pass for a zero row. High in the range, every square down to 1e-290 of
+    // the largest is a normal number, so the Gram's only rounding below float64's
+    // normal range is the one division that normalises it for the solver. And the
+    // Gram of 2^k G is then that of G, bit for bit.
     const double amax = tile_amax(tile, ld, K, width);
     if (!std::isfinite(amax)) return kNonFinite;
     if (amax == 0.0) return kUnsolved;
     std::frexp(amax, &e);
+    e -= kHeadroom;
     double f1, f2;
     pow2_factors(-e, &f1, &f2);
     tile_gram<K>(tile, ld, width, f1, f2, Q);
@@ -279,7 +287,7 @@ uint8_t solve_tile(const T* tile, int64_t ld, int64_t width, double tol, int rou
   *exponent = e;
   int shift;
   std::frexp(top, &shift);  // Qn = Q * 2^-shift, largest diagonal entry in [1/2, 1)
-  // top is in [1/4, width] for a scaled float64 bucket and within float32's squared
+  // top is in [4^(H-1), width 4^H] for a float64 bucket and within float32's squared
   // range otherwise, so 2^-shift is a normal number and multiplying by it rounds
   // exactly as ldexp does (one library call per tile instead of K^2).
   const double factor = std::ldexp(1.0, -shift);
