@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
@@ -256,10 +257,12 @@ class ColumnTiling:
     - ``runs``: ``[R, 3]`` rows ``(start, stop, bucket)`` of the maximal runs of
       one bucket, in column order (for per-bucket work on views).
     - ``bucket_sizes``: columns per bucket (float64, for scale thresholds).
+    - ``mixed_pieces``: ``(start, stop, bucket)`` of every run of one bucket inside
+      the mixed tiles and the tail, in column order (Python ints, computed once).
     """
 
     __slots__ = ("width", "full", "tail", "tile_bucket", "mixed", "mixed_bucket",
-                 "identity", "runs", "bucket_sizes", "_devices")
+                 "identity", "runs", "bucket_sizes", "_devices", "_pieces")
 
     def __init__(self, bucket_of: Tensor, runs: Tensor, width: int, buckets: int) -> None:
         dim = bucket_of.numel()
@@ -287,6 +290,27 @@ class ColumnTiling:
         self.identity = (self.full == buckets and self.tail == 0 and self.mixed.numel() == 0
                          and bool(torch.equal(self.tile_bucket, torch.arange(buckets))))
         self._devices: dict[torch.device, tuple[Tensor, ...]] = {}
+        self._pieces: list[tuple[int, int, int]] | None = None
+
+    @property
+    def mixed_pieces(self) -> list[tuple[int, int, int]]:
+        if self._pieces is None:
+            w, T = self.width, self.full
+            regions = [(t * w, (t + 1) * w) for t in self.mixed.tolist()]
+            if self.tail:
+                regions.append((T * w, T * w + self.tail))
+            runs = self.runs.tolist()
+            starts = [r[0] for r in runs]
+            pieces = []
+            for lo, hi in regions:
+                i = bisect.bisect_right(starts, lo) - 1
+                while i < len(runs) and runs[i][0] < hi:
+                    a, b = max(lo, runs[i][0]), min(hi, runs[i][1])
+                    if a < b:
+                        pieces.append((a, b, runs[i][2]))
+                    i += 1
+            self._pieces = pieces
+        return self._pieces
 
     def on(self, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
         """``(tile_bucket, mixed, mixed_bucket)`` on ``device`` (copied once)."""
