@@ -40,7 +40,7 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch import Tensor
 
-from . import compiled, fused_mgda
+from . import fused_mgda
 from ._checks import GradientError, check_finite, check_matrix, locate_non_finite
 from .aggregators._base import Aggregator, GramAggregator
 from .aggregators.mean import Mean
@@ -317,8 +317,7 @@ def bucketwise(aggregator: Aggregator, G: Tensor, partition: Partition, *,
 
     ``out``: a contiguous D-vector of G's dtype and device, not sharing memory with G,
     to write the update into and return (in a training loop, a buffer that is already
-    resident: a fresh D-vector's first touch can cost half a pass over G, even on the
-    transparent huge pages that :func:`refmoo.compiled.empty` asks for). Its
+    resident: a fresh D-vector's first touch can cost as much as a pass over G). Its
     contents are unspecified if an error is raised.
 
     >>> from refmoo import MGDA
@@ -345,8 +344,6 @@ def bucketwise(aggregator: Aggregator, G: Tensor, partition: Partition, *,
                 "G requires grad, but bucketwise does not differentiate through the "
                 "buckets' weights (it writes the update in place); pass G.detach()")
         G = _row_major(G)
-        if out is None:
-            out = compiled.empty(G.shape[1], like=G)
         width = equal_chunk_width(partition)
         if width is not None and fused_mgda.applies(aggregator, G, width):
             update = _fused_mgda(aggregator, G, width, out)
@@ -364,20 +361,22 @@ def bucketwise(aggregator: Aggregator, G: Tensor, partition: Partition, *,
     return update if out is None else out.copy_(update)
 
 
-def _fused_mgda(aggregator: Aggregator, G: Tensor, width: int, out: Tensor) -> Tensor | None:
+def _fused_mgda(aggregator: Aggregator, G: Tensor, width: int, out: Tensor | None
+                ) -> Tensor | None:
     """:func:`refmoo.fused_mgda.bucketwise_mgda` on the equal chunks, a shorter last
     chunk as a bucket of its own; None where the eager path must take the call (it
     then names the bucket in its error)."""
     D = G.shape[1]
     full = D - D % width
-    if fused_mgda.bucketwise_mgda(G[:, :full], width, out[:full]) is None:
+    update = G.new_empty(D) if out is None else out
+    if fused_mgda.bucketwise_mgda(G[:, :full], width, update[:full]) is None:
         return None
     if full < D:
         try:
-            bucketwise(aggregator, G[:, full:], Partition.single(D - full), out=out[full:])
+            bucketwise(aggregator, G[:, full:], Partition.single(D - full), out=update[full:])
         except GradientError:
             return None
-    return out
+    return update
 
 
 def _check_out(out: Tensor, G: Tensor) -> None:

@@ -348,18 +348,3 @@ def test_the_switch_keeps_the_eager_path(monkeypatch):
     with pytest.raises(RuntimeError, match="kernels are not available here \\(REFMOO_FUSED='0'"):
         fused_mgda.mgda_tiles(torch.eye(2, 8), 4, torch.empty(8))
 
-
-
-@needs_kernel
-def test_a_fresh_update_on_huge_pages_is_the_update():
-    """bucketwise's own D-vector (large enough for the huge-page advice) holds exactly
-    what a resident ``out=`` buffer gets, on the fused and on the eager path."""
-    gen = torch.Generator().manual_seed(12)
-    G = torch.randn(3, 1 << 20, generator=gen)  # 4 MiB of update
-    assert G.shape[1] * 4 >= compiled.HUGE_PAGE_MIN_BYTES
-    for partition in (Partition.chunks(G.shape[1], 512), Partition.from_sizes([1 << 19] * 2)):
-        resident = torch.empty(G.shape[1])
-        assert torch.equal(bucketwise(MGDA(), G, partition),
-                           bucketwise(MGDA(), G, partition, out=resident))
-    advised = compiled.empty(G.shape[1], like=G).fill_(2.5)
-    assert bool((advised == 2.5).all())

@@ -25,14 +25,9 @@
 #include <c10/util/Exception.h>
 #include <torch/library.h>
 
-#ifdef __linux__
-#include <sys/mman.h>
-#endif
-
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstddef>
 #include <limits>
 #include <type_traits>
 
@@ -405,27 +400,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> min_norm_guesses(const at::Tensor
   return {lam, exponent, status};
 }
 
-// Asks Linux for transparent huge pages on the memory of a tensor not yet touched
-// (where THP is "madvise", PyTorch's allocator does so only under
-// THP_MEM_ALLOC_ENABLE=1): its first touch then faults once per 2 MiB instead of
-// once per 4 KiB. Advice only: where it is refused nothing changes.
-void advise_huge_pages(const at::Tensor& t) {
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-  constexpr uintptr_t kHuge = uintptr_t{2} << 20;
-  const uintptr_t begin = reinterpret_cast<uintptr_t>(t.data_ptr());
-  const uintptr_t lo = (begin + kHuge - 1) & ~(kHuge - 1);
-  const uintptr_t hi = (begin + t.nbytes()) & ~(kHuge - 1);
-  if (hi > lo) madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_HUGEPAGE);
-#else
-  (void)t;
-#endif
-}
-
 }  // namespace
 
 TORCH_LIBRARY(refmoo_fused, m) {
-  m.def("advise_huge_pages(Tensor t) -> ()");
-  m.impl("advise_huge_pages", c10::DispatchKey::CPU, TORCH_FN(advise_huge_pages));
   m.def("mgda_tiles(Tensor G, int width, float tol, int rounds, Tensor(a!) out)"
         " -> (Tensor, Tensor, Tensor)");
   m.impl("mgda_tiles", c10::DispatchKey::CPU, TORCH_FN(mgda_tiles));
