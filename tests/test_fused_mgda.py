@@ -90,7 +90,11 @@ def test_a_shorter_last_chunk_is_its_own_bucket():
     with mock.patch.object(fused_mgda, "mgda_tiles", wraps=fused_mgda.mgda_tiles) as spy:
         a = bucketwise(MGDA(), G, partition)
     assert spy.called
+    # Bitwise by construction: the tail is that very call on the same view of G; the
+    # full chunks are settled by the kernel (checked), whose buckets read only their
+    # own columns with IEEE operations in a fixed order.
     assert torch.equal(a[160:], bucketwise(MGDA(), G[:, 160:], Partition.single(5)))
+    assert bool((kernel(G[:, :160].contiguous(), 16)[3] == fused_mgda.DONE).all())
     assert torch.equal(a[:160], bucketwise(MGDA(), G[:, :160], Partition.chunks(160, 16)))
     G[2, 162] = math.inf
     with pytest.raises(GradientError) as fused_error:
@@ -117,6 +121,8 @@ def test_settled_buckets_are_certified_and_combined_exactly(K, dtype):
     Qn, _ = _normalised(tiles @ tiles.transpose(1, 2))
     tol = 10 * K * EPS
     assert bool(_certified(Qn, lam[done], tol).all())
+    # Bitwise by construction: separate torch multiplications and additions, each one
+    # correctly rounded IEEE operation (never fused), in the kernel's order.
     w = lam[done].to(dtype)
     X = G.view(K, T, width).transpose(0, 1)[done]
     expected = w[:, 0:1] * X[:, 0]
@@ -165,6 +171,9 @@ def test_the_update_scales_exactly_with_g(dtype, powers):
     G = G.clamp(-4, 4).where(G.abs() > 1e-3, torch.full_like(G, 1e-3)).to(dtype)
     partition = Partition.from_sizes([width] * T)
     base = bucketwise(MGDA(), G, partition)
+    # Bitwise by construction: 2^k scales every entry exactly (no subnormals here), a
+    # float64 bucket is scaled by its own 2^-e into the same numbers before anything
+    # is summed, and a float32 bucket's products are exact in float64 either way.
     e = kernel(G, width)[2]
     assert bool((e == 0).all()) if dtype == torch.float32 else bool((e != 0).any())
     for k in powers:
