@@ -22,6 +22,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ._checks import GradientError
+
 
 def pow2(e: Tensor) -> tuple[Tensor, Tensor]:
     """Two float64 factors whose product is exactly ``2**e``.
@@ -80,10 +82,65 @@ def gradient_exponent(G: Tensor) -> Tensor:
     After dividing G by 2**e every Gram entry is at most D in magnitude (no
     overflow for any D a tensor can hold), and a row's squared norm underflows
     only if the row is below about 1e-154 (float64) or 1e-19 (float32) times
-    the largest entry: the range a single Gram matrix can represent at all.
+    the largest entry: the range a Gram in G's dtype holds (beyond it,
+    :func:`scaled_gram` forms float64 products).
     """
     top = G.detach().abs().amax() if G.numel() else G.new_zeros(())
     return exponent(top.to(torch.float64))
+
+
+# A squared row norm below 2^-969 (tiny/u of float64) of the largest diagonal entry
+# is out of the solver's reach: it normalises the largest diagonal entry into
+# [1/2, 1) in float64, where the row's squared norm must stay a normal number with
+# room for its rounding (at 1e-158 of the largest, the weights were 3e-7 off).
+RELATIVE_FLOOR_EXPONENT = -969
+
+
+def rows_in_range(Q: Tensor, columns: Tensor | int, dtype: torch.dtype) -> Tensor:
+    r"""bool ``[..., K]``: the rows of Grams ``[..., K, K]`` (``columns`` columns each,
+    products formed in ``dtype``) whose squared norm :math:`Q_{kk}` the solvers can use:
+
+    - :math:`Q_{kk} \ge n\,\text{tiny}/u` of ``dtype``: products flushed below the
+      normal range then perturb it by at most :math:`n\,u\,\text{tiny} \le u^2 Q_{kk}`
+      (:func:`refmoo.bucketwise.in_range` puts this bound on the largest row only);
+    - :math:`Q_{kk} \ge 2^{s-969}`, :math:`2^{s-1} \le \max_j Q_{jj} < 2^s`
+      (:data:`RELATIVE_FLOOR_EXPONENT`): rows down to about 1e-146 of the largest.
+
+    A zero row fails the first bound; callers read the rows that fail, to tell a zero
+    row (nothing to do) from one whose squares were flushed.
+
+    >>> Q = torch.diag(torch.tensor([1.0, 1e-200, 1e-300, 0.0], dtype=torch.float64))
+    >>> rows_in_range(Q, 1, torch.float64).tolist()
+    [True, True, False, False]
+    """
+    info = torch.finfo(dtype)
+    d = torch.diagonal(Q, dim1=-2, dim2=-1).to(torch.float64)
+    n = torch.as_tensor(columns, dtype=torch.float64, device=Q.device)
+    floor = (n * (info.tiny / (info.eps / 2))).unsqueeze(-1)
+    top = d.amax(-1, keepdim=True) if d.shape[-1] else d.new_zeros((*d.shape[:-1], 1))
+    # 2^(s-969) underflows to 0 for tiny Grams, where the first bound is the stronger.
+    relative = torch.ldexp(torch.ones_like(top), exponent(top) + RELATIVE_FLOOR_EXPONENT)
+    return (d >= floor) & (d >= relative)
+
+
+def weights_fit(w: Tensor, Q: Tensor, dtype: torch.dtype) -> Tensor:
+    r"""bool ``[B]``: which rows of float64 weights ``[B, K]`` (of Grams ``[B, K, K]``)
+    survive rounding to ``dtype`` within its rounding: a weight below ``dtype``'s
+    normal range keeps only an absolute precision of tiny, and where
+    :math:`\text{tiny}\,\|g_k\| > u \sum_j |w_j|\,\|g_j\|` that loss reaches the
+    update beyond rounding (float32 rows more than about 1e-38 apart).
+
+    >>> Q = torch.diag(torch.tensor([1.0, 1e-90], dtype=torch.float64))[None]
+    >>> weights_fit(torch.tensor([[1e-45, 1.0]], dtype=torch.float64), Q,
+    ...                   torch.float32).tolist()
+    [False]
+    """
+    info = torch.finfo(dtype)
+    norms = torch.diagonal(Q, dim1=-2, dim2=-1).to(torch.float64).clamp(min=0).sqrt()
+    w = w.to(torch.float64).abs()
+    scale = (w * norms).sum(-1, keepdim=True)
+    lost = (w > 0) & (w < info.tiny) & (info.tiny * norms > (info.eps / 2) * scale)
+    return ~lost.any(-1)
 
 
 def scaled_gram(G: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -91,17 +148,49 @@ def scaled_gram(G: Tensor) -> tuple[Tensor, Tensor, Tensor]:
 
     ``G @ G.T`` is used as is (e = 0, Gs = G) when its largest diagonal entry is
     finite and at least ``sqrt(tiny)`` of G's dtype (about 1e-154 in float64,
-    1e-19 in float32): then nothing overflowed, and a row can be up to
-    ``tiny**(1/4)`` times smaller than the largest (1e-77, 3e-10) before its
-    squared norm leaves the normal range. Otherwise G is rescaled by
-    :func:`gradient_exponent` and the Gram computed again. Either way Q is the
-    same multiple of the same rounded numbers, so the weights of ``2**k · G``
-    equal those of G bit for bit while no squared norm is subnormal.
+    1e-19 in float32) and every nonzero row passes :func:`rows_in_range`.
+    Otherwise G is rescaled by :func:`gradient_exponent` and the Gram computed
+    again; Q is the same multiple of the same rounded numbers either way, so the
+    weights of ``2**k · G`` equal those of G bit for bit while no squared norm is
+    subnormal.
+
+    Rows of very different norms: where a nonzero row of the rescaled Gram still
+    fails :func:`rows_in_range` in G's dtype (float32 rows more than about 1e-19
+    apart), Q is formed from float64 products of Gs and returned in float64, which
+    holds rows down to about 1e-146 of the largest. Beyond that no Gram the solvers
+    take can hold the row, and :class:`~refmoo._checks.GradientError` says so.
     """
+    D = G.shape[1]
     Q = G @ G.T
     top = torch.diagonal(Q).amax() if G.shape[0] else Q.new_zeros(())
-    if bool(torch.isfinite(top)) and float(top) >= torch.finfo(G.dtype).tiny ** 0.5:
-        return Q, G, torch.zeros((), dtype=torch.int64)
+    zero = torch.zeros((), dtype=torch.int64)
+    if bool(torch.isfinite(top)) and float(top) >= torch.finfo(G.dtype).tiny ** 0.5 \
+            and _nonzero_rows_in_range(Q, G, D, G.dtype):
+        return Q, G, zero
     e = gradient_exponent(G)
     Gs = ldexp(G, -e)
-    return Gs @ Gs.T, Gs, e
+    Q = Gs @ Gs.T
+    if _nonzero_rows_in_range(Q, Gs, D, G.dtype):
+        return Q, Gs, e
+    G64 = Gs.to(torch.float64)
+    Q = G64 @ G64.T
+    if not _nonzero_rows_in_range(Q, Gs, D, torch.float64):
+        raise GradientError(rows_too_far_apart(G.abs().amax(1)))
+    return Q, Gs, e
+
+
+def rows_too_far_apart(amax: Tensor, where: str = "") -> str:
+    """The error for rows whose largest entries ``amax`` ``[K]`` are too far apart."""
+    nonzero = torch.where(amax > 0, amax.to(torch.float64), float("inf"))
+    small, large = int(nonzero.argmin()), int(amax.argmax())
+    return (f"row {small} of G{where} (largest entry {float(amax[small]):.3g}) is too small "
+            f"next to row {large} (largest entry {float(amax[large]):.3g}): no float64 Gram "
+            f"holds rows more than about 1e-146 apart, so the weights cannot be computed; "
+            f"rescale the rows (e.g. normalise each language's gradient)")
+
+
+def _nonzero_rows_in_range(Q: Tensor, G: Tensor, D: int, dtype: torch.dtype) -> bool:
+    """Whether every row of G that fails :func:`rows_in_range` on its Gram Q is zero
+    (read only for those rows: one pass over a few rows, none when all pass)."""
+    fail = ~rows_in_range(Q, D, dtype)
+    return not bool(fail.any()) or not bool((G[fail] != 0).any())

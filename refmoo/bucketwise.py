@@ -30,6 +30,16 @@ two :math:`2^{-e_b}` with float64 products (then :math:`Q_b = 4^{e_b}\hat Q_b`, 
 aggregators of this package scale exactly with G, :math:`A(cG) = c^p A(G)` (p = 1;
 p = 0 for Nash-MTL), so :math:`w(4^{e}\hat Q) = 2^{e(p-1)} w(\hat Q)`; p is read off
 the aggregator by one exact power-of-two step, :math:`w(4\hat Q) = 2^{p-1}w(\hat Q)`.
+
+Rows of very different norms. The bound above is on the largest row; a row far
+below it can still lose its squares to underflow (float32 rows about 1e-19 apart,
+float64 entries below 1e-154) and pass for a zero row. Every row is checked
+against :func:`refmoo._scale.rows_in_range` from the same diagonal; the rows that
+fail are read (a zero row, a language absent from the bucket, is common and needs
+nothing), and a bucket with a nonzero failing row is rescaled like the others. A
+float32 bucket whose rows a float32 Gram still cannot hold keeps its float64 Gram
+and float64 weights (``wide``), rounded to float32 only where they fit
+(:func:`refmoo._scale.weights_fit`); rows more than about 1e-146 apart are refused.
 """
 
 from __future__ import annotations
@@ -42,6 +52,7 @@ from torch import Tensor
 
 from . import fused_mgda
 from ._checks import GradientError, check_finite, check_matrix, locate_non_finite
+from ._scale import rows_in_range, rows_too_far_apart, weights_fit
 from .aggregators._base import Aggregator, GramAggregator
 from .aggregators.mean import Mean
 from .aggregators.sum import Sum
@@ -243,13 +254,17 @@ def in_range(Q: Tensor, sizes: Tensor, dtype: torch.dtype) -> Tensor:
 
 
 def scaled_bucket_grams(G: Tensor, partition: Partition) -> tuple[Tensor, Tensor]:
-    r"""Bucket Grams that are accurate at every scale: ``Q`` ``[M, K, K]`` in G's dtype
-    and integer exponents ``e`` ``[M]`` with :math:`G^bG^{b\top} = 4^{e_b}\,Q_b`.
+    r"""Bucket Grams that are accurate at every scale: ``Q`` ``[M, K, K]`` and integer
+    exponents ``e`` ``[M]`` with :math:`G^bG^{b\top} = 4^{e_b}\,Q_b`.
 
     One pass over G in G's dtype; only buckets whose Gram is out of range
-    (:func:`in_range`) are read again, scaled by :math:`2^{-e_b}`,
+    (:func:`in_range`) or has a nonzero row out of range
+    (:func:`refmoo._scale.rows_in_range`) are read again, scaled by :math:`2^{-e_b}`,
     :math:`2^{e_b-1} \le \max|G^b| < 2^{e_b}`, with float64 products (elsewhere
-    ``e_b = 0``). Raises :class:`GradientError` naming the first NaN/Inf.
+    ``e_b = 0``). Q is in G's dtype unless a float32 bucket's rows are too far apart
+    in norm for a float32 Gram (about 1e-19): then all of Q is float64. Raises
+    :class:`GradientError` naming the first NaN/Inf, or a bucket whose rows are more
+    than about 1e-146 apart.
 
     >>> G = 2.0 ** -600 * torch.tensor([[1.0, 1.0], [-1.0, -2.0]], dtype=torch.float64)
     >>> Q, e = scaled_bucket_grams(G, Partition.single(2))   # G Gᵀ = 2^-1200·[[2,-3],[-3,5]]
@@ -259,45 +274,71 @@ def scaled_bucket_grams(G: Tensor, partition: Partition) -> tuple[Tensor, Tensor
     check_matrix(G)
     partition.check_columns(G)
     G = _row_major(G)
-    tiling = column_tiling(partition)
+    Q, e, wide = _scaled_grams(G, column_tiling(partition), partition)
+    return (Q if bool(wide.any()) else Q.to(G.dtype)), e
+
+
+def _scaled_grams(G: Tensor, tiling: ColumnTiling, partition: Partition
+                  ) -> tuple[Tensor, Tensor, Tensor]:
+    """:func:`scaled_bucket_grams` as float64 ``Q``, ``e`` and ``wide`` ``[M]``: the
+    buckets whose Grams must stay in float64 (float32 G only). Every other Q_b is
+    exactly representable in G's dtype."""
     M = len(partition)
-    Q = _identity_grams(G, tiling) if tiling.identity else _accumulate_grams(G, tiling, M)
+    Q = _identity_grams(G, tiling).to(torch.float64) if tiling.identity else \
+        _accumulate_grams(G, tiling, M).to(G.dtype).to(torch.float64)
     e = torch.zeros(M, dtype=torch.long, device=G.device)
-    bad = ~in_range(Q, tiling.bucket_sizes.to(G.device), G.dtype)
-    if not bool(bad.any()):
-        return Q.to(G.dtype), e
-    amax = _bucket_amax(G, tiling, M, bad)
+    wide = torch.zeros(M, dtype=torch.bool, device=G.device)
+    sizes = tiling.bucket_sizes.to(G.device)
+    bad = ~in_range(Q, sizes, G.dtype)
+    thin = ~rows_in_range(Q, sizes, G.dtype)
+    read = bad | thin.any(-1)
+    if not bool(read.any()):
+        return Q, e, wide
+    # Zero rows fail rows_in_range too (a language absent from a bucket): only a
+    # nonzero row whose squares were flushed, or lost next to the largest, needs work.
+    amax = _row_amax(G, tiling, M, read)
     if not bool(torch.isfinite(amax).all()):
         locate_non_finite(G, partition)
-    redo = bad & (amax > 0)  # an all-zero bucket's Gram is exactly 0 already
-    e = torch.where(redo, torch.frexp(amax)[1].long(), e)
+    top = amax.amax(-1)
+    redo = (bad | (thin & (amax > 0)).any(-1)) & (top > 0)
+    Q[bad & (top == 0)] = 0  # an all-zero bucket's Gram is exactly 0
     if bool(redo.any()):
-        Q[redo] = _accumulate_grams(G, tiling, M, select=redo, exponent=e)[redo].to(Q.dtype)
-    Q[bad & (amax == 0)] = 0
+        e = torch.where(redo, torch.frexp(top)[1].long(), e)
+        Q[redo] = _accumulate_grams(G, tiling, M, select=redo, exponent=e)[redo]
+        lost = redo.unsqueeze(-1) & (amax > 0)
+        if bool((lost & ~rows_in_range(Q, sizes, torch.float64)).any(-1).any()):
+            b = int((lost & ~rows_in_range(Q, sizes, torch.float64)).any(-1).nonzero()[0])
+            raise GradientError(rows_too_far_apart(
+                amax[b], f" in bucket {b} ({partition.names[b]!r})"))
+        if G.dtype != torch.float64:
+            wide = (lost & ~rows_in_range(Q, sizes, G.dtype)).any(-1)
+        keep = redo & ~wide  # in range in G's dtype: handed to the solver rounded to it
+        Q[keep] = Q[keep].to(G.dtype).to(torch.float64)
     if not bool(torch.isfinite(Q).all()):
         locate_non_finite(G, partition)
         raise GradientError("a bucket Gram is not finite although G is; please report this")
-    # In range by construction: the solver gets Grams in G's dtype, whose rounding
-    # it knows how to judge.
-    return Q.to(G.dtype), e
+    return Q, e, wide
 
 
-def _bucket_amax(G: Tensor, tiling: ColumnTiling, buckets: int, select: Tensor) -> Tensor:
-    """float64 ``max |G^b|`` for the selected buckets (0 elsewhere; NaN/Inf propagate)."""
+def _row_amax(G: Tensor, tiling: ColumnTiling, buckets: int, select: Tensor) -> Tensor:
+    r"""float64 ``[M, K]``: :math:`\max_j |G^b_{kj}|` for the selected buckets (0
+    elsewhere; NaN/Inf propagate)."""
     K = G.shape[0]
     tile_bucket, mixed, mixed_bucket = tiling.on(G.device)
-    amax = torch.zeros(buckets + 1, dtype=torch.float64, device=G.device)  # + padding
+    amax = torch.zeros(buckets + 1, K, dtype=torch.float64, device=G.device)  # + padding
 
     def fold(values: Tensor, owner: Tensor) -> None:
         # scatter_reduce's amax propagates NaN, so a NaN bucket cannot pass as finite.
-        amax.scatter_reduce_(0, owner, values.to(torch.float64), "amax")
+        amax.scatter_reduce_(0, owner.unsqueeze(-1).expand(-1, K), values.to(torch.float64),
+                             "amax")
 
     chosen = (select[tile_bucket.clamp(min=0)] & (tile_bucket >= 0)).nonzero().reshape(-1)
     tiles = _tiles(G, tiling)
     for r in _ranges(chosen.numel(), RESCUE_SLAB_ELEMENTS // (K * tiling.width)):
-        fold(tiles[chosen[r]].abs().amax((1, 2)), tile_bucket[chosen[r]])
+        fold(tiles[chosen[r]].abs().amax(2), tile_bucket[chosen[r]])
     if mixed_bucket.numel():
-        fold(_mixed_rows(G, tiling, mixed).abs().amax(1).reshape(-1), mixed_bucket.reshape(-1))
+        columns = _mixed_rows(G, tiling, mixed).abs().transpose(1, 2).reshape(-1, K)
+        fold(columns, mixed_bucket.reshape(-1))
     return amax[:buckets]
 
 
@@ -350,8 +391,8 @@ def bucketwise(aggregator: Aggregator, G: Tensor, partition: Partition, *,
             if update is not None:
                 return update
         tiling = column_tiling(partition)
-        Q, e = scaled_bucket_grams(G, partition)
-        weights = _weights(aggregator, Q, e, keys)
+        Q, e, wide = _scaled_grams(G, tiling, partition)
+        weights = _bucket_weights(aggregator, Q, e, wide, keys, G.dtype, partition)
         update = _combine_tiles(G, weights, tiling, out=out)
         _check_update(update, G, weights, Q, e, partition)
         return update
@@ -410,6 +451,29 @@ def _overlap(a: Tensor, b: Tensor) -> bool:
 
     (a0, a1), (b0, b1) = span(a), span(b)
     return a0 < b1 and b0 < a1
+
+
+def _bucket_weights(aggregator: GramAggregator, Q: Tensor, e: Tensor, wide: Tensor,
+                    keys: Tensor, dtype: torch.dtype, partition: Partition) -> Tensor:
+    """Weights ``[M, K]`` in ``dtype`` of the float64 Grams from :func:`_scaled_grams`:
+    solved from Grams in ``dtype``, except the ``wide`` buckets' float64 Grams, whose
+    weights must then survive their rounding to ``dtype``."""
+    if not bool(wide.any()):
+        return _weights(aggregator, Q.to(dtype), e, keys)
+    narrow = ~wide
+    w64 = _weights(aggregator, Q[wide], e[wide], keys[wide])
+    fits = weights_fit(w64, Q[wide], dtype)
+    if not bool(fits.all()):
+        b = int(wide.nonzero().reshape(-1)[~fits][0])
+        raise GradientError(
+            f"{aggregator!r}'s weights for bucket {b} ({partition.names[b]!r}) span more than "
+            f"{dtype} holds (its rows of G are too far apart in norm: a weight below "
+            f"{torch.finfo(dtype).tiny:.3g} would lose its row's share); cast G to float64")
+    weights = torch.empty(Q.shape[:2], dtype=dtype, device=Q.device)
+    weights[wide] = w64.to(dtype)
+    if bool(narrow.any()):
+        weights[narrow] = _weights(aggregator, Q[narrow].to(dtype), e[narrow], keys[narrow])
+    return weights
 
 
 def _weights(aggregator: GramAggregator, Q: Tensor, e: Tensor, keys: Tensor) -> Tensor:

@@ -20,8 +20,10 @@ by :mod:`refmoo.compiled`) does all three per bucket while its columns are in ca
 
 A bucket the kernel cannot settle (its optimum needs Wolfe's method, its Gram is
 singular on the full support, it is all zero) is solved by the eager solver from
-its float64 Gram and combined here; a non-finite G or an update that overflows
-sends the whole call to the eager path, whose errors name the bucket. So the
+its float64 Gram and combined here; a non-finite G, an update that overflows, or
+a bucket whose rows are too far apart in norm for the solver (about 1e-146) or for
+weights rounded to float32 (about 1e-38) sends the whole call to the eager path,
+whose errors name the bucket. So the
 kernel is a shortcut with the eager path's guarantees, never an approximation.
 
 Bits. The kernel is compiled with ``-ffp-contract=off`` and without fast-math:
@@ -53,7 +55,7 @@ import torch
 from torch import Tensor
 
 from . import compiled
-from ._scale import ldexp
+from ._scale import ldexp, weights_fit
 from .aggregators.mgda import MGDA
 from .min_norm import _EPS, _GUESS_ROUNDS, _solve_weights
 
@@ -61,7 +63,7 @@ MAX_K = 8
 # The kernel's float64 headroom (kHeadroom in csrc/kernels.cpp) assumes at most 4096.
 MAX_WIDTH = 4096
 # Per-bucket status codes of the kernel.
-DONE, UNSOLVED, NON_FINITE, OVERFLOW = 0, 1, 2, 3
+DONE, UNSOLVED, NON_FINITE, OVERFLOW, OUT_OF_RANGE = 0, 1, 2, 3, 4
 
 
 def applies(aggregator: object, G: Tensor, width: int) -> bool:
@@ -90,7 +92,9 @@ def mgda_tiles(G: Tensor, width: int, out: Tensor) -> tuple[Tensor, Tensor, Tens
     writes the update of every settled bucket into ``out`` and returns (weights
     ``[T, K]`` float64, exponents e ``[T]`` of the Grams formed from
     :math:`2^{-e}G^b`, status ``[T]``: ``DONE``, ``UNSOLVED``, ``NON_FINITE``,
-    ``OVERFLOW``). Weights are meaningful only where the status is ``DONE``."""
+    ``OVERFLOW``, ``OUT_OF_RANGE``: a nonzero row fails :func:`refmoo._scale.rows_in_range`
+    or a weight fails :func:`refmoo._scale.weights_fit`). Weights are meaningful
+    only where the status is ``DONE``."""
     if not compiled.available():
         switch = compiled.ENVIRONMENT_SWITCH
         raise RuntimeError(f"refmoo's compiled kernels are not available here ({switch}="
@@ -103,7 +107,7 @@ def bucketwise_mgda(G: Tensor, width: int, out: Tensor) -> Tensor | None:
     """MGDA's update of every bucket written into ``out``, bucket t being columns
     ``[t·width, (t+1)·width)`` of G ``[K, D]`` (unit column stride, D a multiple of
     ``width``); None when the eager path must take the call (a non-finite entry, an
-    update that overflows G's dtype)."""
+    update that overflows G's dtype, rows too far apart in norm)."""
     K = G.shape[0]
     _, e, status = mgda_tiles(G, width, out)
     if status.numel() and int(status.max()) >= NON_FINITE:
@@ -112,7 +116,11 @@ def bucketwise_mgda(G: Tensor, width: int, out: Tensor) -> Tensor | None:
     if redo.numel():
         tiles = G.view(K, -1, width).transpose(0, 1)[redo]  # [n, K, width]
         X = ldexp(tiles.to(torch.float64), -e[redo])  # as the kernel formed it
-        weights = _solve_weights(torch.bmm(X, X.transpose(1, 2))).to(G.dtype)
+        Q = torch.bmm(X, X.transpose(1, 2))
+        weights = _solve_weights(Q)
+        if not bool(weights_fit(weights, Q, G.dtype).all()):
+            return None
+        weights = weights.to(G.dtype)
         update = weights[:, 0:1] * tiles[:, 0]  # added in order, as the kernel does
         for k in range(1, K):
             update = update + weights[:, k:k + 1] * tiles[:, k]

@@ -130,14 +130,23 @@ def test_out_is_refused_exactly_when_it_overlaps_g_in_memory():
 
 def test_rows_below_the_gram_range_in_many_buckets():
     """432 equal buckets (the unrolled solver's threshold for K = 3) whose small rows make
-    the Gram entries subnormal: each gets the single bucket's update, as 431 do."""
-    t = 1e-158
-    GA = torch.tensor([[5.0, 0, 0], [-0.3 * t, 0.7 * t, 0], [-0.5 * t, 0, 0.9 * t]],
+    the Gram entries subnormal at G's scale (1e-140 of the large row: in range once
+    rescaled): each gets the exact update, as 431 do. Rows 1e-158 apart are refused
+    (tests/test_row_range.py): there the weights were 3e-7 off."""
+    from fractions import Fraction
+
+    from refmoo.exact import exact_min_norm
+
+    s, t = 2.0**-64, 2.0**-530  # 5e-20 and 3e-160, so that the referee's floats are exact
+    GA = torch.tensor([[5.0 * s, 0, 0], [-0.3 * t, 0.7 * t, 0], [-0.5 * t, 0, 0.9 * t]],
                       dtype=torch.float64)
+    lam = exact_min_norm(GA / t).weights  # the same weights as GA's: scale-free
+    exact = [float(sum(w * Fraction(g) for w, g in zip(lam, col, strict=True)))
+             for col in (GA / t).T.tolist()]
     for n in (431, 432):
         out = bucketwise(MGDA(), GA.repeat(1, n), Partition.chunks(3 * n, 3))
-        # Entry 0 is a cancellation far below the small rows' scale t: compare at t.
-        torch.testing.assert_close(out, MGDA()(GA).repeat(n), rtol=1e-9, atol=1e-9 * t)
+        torch.testing.assert_close(out / t, torch.tensor(exact, dtype=torch.float64).repeat(n),
+                                   rtol=1e-9, atol=1e-9)
 
 
 def test_g_that_requires_grad_gets_a_clear_error():

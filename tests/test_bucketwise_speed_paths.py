@@ -264,11 +264,12 @@ def test_strided_gradients_are_accepted():
 
 
 def test_normal_scales_read_G_only_twice(monkeypatch):
-    """No bucket is read again when its Gram is in range: the rescue pass never runs."""
+    """No bucket is read again when its Gram and every row are in range: the rescue pass
+    never runs."""
     def fail(*args, **kwargs):
         raise AssertionError("rescue pass ran on in-range buckets")
 
-    monkeypatch.setattr(bw, "_bucket_amax", fail)
+    monkeypatch.setattr(bw, "_row_amax", fail)
     for dtype in DTYPES:
         for p in PARTITIONS.values():
             bucketwise(MGDA(), gradients(dtype, seed=6), p)

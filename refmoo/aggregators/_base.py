@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from .._checks import GradientError, check_finite, check_gram, check_matrix
-from .._scale import ldexp, scaled_gram
+from .._scale import ldexp, scaled_gram, weights_fit
 
 
 class Aggregator(ABC):
@@ -80,7 +80,7 @@ class GramAggregator(Aggregator):
         check_matrix(G)
         check_finite(G)
         Q, _, e = scaled_gram(G)
-        w = self._weights_from_gram(Q.unsqueeze(0), torch.tensor([key]))[0]
+        w = self._weights_in(G.dtype, Q, key)
         return w if self.weight_degree == 0 else ldexp(w, e * self.weight_degree)
 
     def weights_from_gram(self, Q: Tensor, *, keys: Tensor | None = None) -> Tensor:
@@ -96,6 +96,20 @@ class GramAggregator(Aggregator):
         w = self._weights_from_gram(flat, keys)
         return w.reshape(Q.shape[:-1])
 
+    def _weights_in(self, dtype: torch.dtype, Q: Tensor, key: int) -> Tensor:
+        """The weights of one Gram Q in ``dtype``; Q may be float64 for a float32 G
+        (rows too far apart for a float32 Gram), and the weights must then survive
+        their rounding to float32 (:func:`refmoo._scale.weights_fit`)."""
+        w = self._weights_from_gram(Q.unsqueeze(0), torch.tensor([key]))[0]
+        if w.dtype == dtype:
+            return w
+        if not bool(weights_fit(w.unsqueeze(0), Q.unsqueeze(0), dtype)):
+            raise GradientError(
+                f"{self!r}'s weights for G span more than {dtype} holds (rows of G too far "
+                f"apart in norm: a weight below {torch.finfo(dtype).tiny:.3g} would lose its "
+                f"row's share of the update); cast G to float64")
+        return w.to(dtype)
+
     @abstractmethod
     def _weights_from_gram(self, Q: Tensor, keys: Tensor) -> Tensor:
         """Weights ``[B, K]`` for a validated batch ``[B, K, K]``."""
@@ -103,7 +117,7 @@ class GramAggregator(Aggregator):
     def _aggregate(self, G: Tensor, *, key: int) -> Tensor:
         # The Gram matrix is built here from finite G, so it needs no Gram check.
         Q, Gs, e = scaled_gram(G)
-        w = self._weights_from_gram(Q.unsqueeze(0), torch.tensor([key]))[0]
+        w = self._weights_in(G.dtype, Q, key)
         if self.weight_degree == 0:
             return w @ G  # w(Gs) = w(G): no scaling back, no rounding
         # A(G) = w(G)ᵀG = 2^{e(1+d)} · w(Gs)ᵀGs, computed on Gs so that neither the

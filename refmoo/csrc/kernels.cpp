@@ -45,7 +45,13 @@ constexpr double kRounding = 4.0;  // min_norm._ROUNDING
 // (fused_mgda.MAX_WIDTH), within u * max = 2^971 (bucketwise.in_range's bound).
 constexpr int kHeadroom = 475;
 
-enum Status : uint8_t { kDone = 0, kUnsolved = 1, kNonFinite = 2, kOverflow = 3 };
+// refmoo._scale.RELATIVE_FLOOR_EXPONENT: a nonzero row whose normalised squared norm
+// is below 2^-969 is out of the solver's reach (rows about 1e-146 of the largest).
+constexpr int kRelativeFloorExponent = -969;
+
+enum Status : uint8_t {
+  kDone = 0, kUnsolved = 1, kNonFinite = 2, kOverflow = 3, kOutOfRange = 4
+};
 
 using Matrix = double[kMaxK][kMaxK];
 
@@ -293,13 +299,32 @@ uint8_t solve_tile(const T* tile, int64_t ld, int64_t width, double tol, int rou
   const double factor = std::ldexp(1.0, -shift);
   for (int i = 0; i < K; ++i)
     for (int j = 0; j < K; ++j) Q[i][j] = Q[i][j] * factor;
+  // A nonzero row far below the largest (refmoo._scale.rows_in_range): the eager
+  // path names it. A float32 row is zero exactly when its exact squared norm is.
+  const double floor = std::ldexp(1.0, kRelativeFloorExponent);
+  for (int k = 0; k < K; ++k)
+    if (Q[k][k] < floor && (std::is_same<T, double>::value || Q[k][k] != 0.0) &&
+        tile_amax(tile + k * ld, ld, 1, width) > 0.0)
+      return kOutOfRange;
   if (!certified_weights(Q, K, tol, rounds, lam)) return kUnsolved;
   T w[kMaxK];
   double bound = 0.0;  // sum_k |w_k| ||g_k|| >= |update_c| (up to rounding), unscaled
+  double norms[kMaxK];
   for (int k = 0; k < K; ++k) {
     w[k] = static_cast<T>(lam[k]);
-    bound += std::fabs(static_cast<double>(w[k])) * std::sqrt(Q[k][k]);
+    norms[k] = std::sqrt(Q[k][k]);
+    bound += std::fabs(static_cast<double>(w[k])) * norms[k];
   }
+  // A weight below T's normal range keeps an absolute precision of T's tiny only;
+  // where that reaches the update beyond rounding (refmoo._scale.weights_fit), the
+  // eager path names the bucket.
+  const double tiny_t = static_cast<double>(std::numeric_limits<T>::min());
+  const double u_t = static_cast<double>(std::numeric_limits<T>::epsilon()) / 2;
+  double spread = 0.0;
+  for (int k = 0; k < K; ++k) spread += std::fabs(lam[k]) * norms[k];
+  for (int k = 0; k < K; ++k)
+    if (lam[k] != 0.0 && std::fabs(lam[k]) < tiny_t && tiny_t * norms[k] > u_t * spread)
+      return kOutOfRange;
   bound = scale2(bound, e + (shift + 1) / 2 + 1);  // sqrt(2^shift) <= 2^((shift+1)/2), spare 2
   const bool may_overflow = !(bound < static_cast<double>(std::numeric_limits<T>::max()));
   // Row by row, so that each loop is one vector operation over the columns; every
