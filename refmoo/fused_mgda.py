@@ -14,7 +14,11 @@ by :mod:`refmoo.compiled`) does all three per bucket while its columns are in ca
    Gram of :math:`2^kG^b` is that of :math:`G^b` bit for bit.
 2. The weights by the support guesses of :mod:`refmoo.min_norm`: the full
    support, then up to ``_GUESS_ROUNDS`` guesses, each answer accepted only when
-   the per-row test and the vertex test of the eager solver certify it.
+   the per-row test and the vertex test of the eager solver certify it. Up to 8
+   neighbouring buckets are solved side by side, one per lane, each lane with the
+   single problem's operations in its order (tested bit for bit against the
+   scalar solver): a problem's divisions and square roots are serial, and the
+   lanes overlap them (measured in ``benchmarks/RESULTS.md``).
 3. :math:`w_b^\top G^b`, with :math:`w_b` rounded to G's dtype and the rows added
    in order.
 

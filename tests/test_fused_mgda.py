@@ -225,6 +225,40 @@ def test_a_bucket_does_not_depend_on_the_others_or_on_threads():
                        one[37 * width:91 * width])
 
 
+@needs_kernel
+@pytest.mark.parametrize("K", [2, 4, 8])
+def test_problems_solved_side_by_side_get_the_single_problems_bits(K):
+    """The kernel solves kGroup tiles' problems side by side, one per lane; each lane
+    must do exactly the scalar solver's operations. With width = 4 columns (one per
+    partial sum of the kernel's Gram) the Gram is reproducible here: products of
+    float32 entries are exact in float64, and the four partial sums are added in
+    order. The scalar solver (``min_norm_guesses``) then gets the same Grams and must
+    return the same weights bit for bit, for buckets that need several guesses (rows
+    in conflict, so that the optimum is on a face) and a last group left partial."""
+    gen = torch.Generator().manual_seed(K)
+    T, width = 8 * 37 + 3, max(4, K)
+    G = torch.randn(K, width * T, generator=gen)
+    G[1] = -0.7 * G[0] + 0.3 * G[1]  # conflicting rows: faces of every size
+    G[:, ::5] *= 1e-3
+    out = torch.empty(G.shape[1])
+    lam, _, status = fused_mgda.mgda_tiles(G, width, out)
+    X = G.view(K, T, width).transpose(0, 1).to(torch.float64)  # [T, K, width]
+    products = X.unsqueeze(2) * X.unsqueeze(1)  # exact: [T, K, K, width]
+    # The kernel's partial sums: column c goes to lane c mod 4 (width 8: two each),
+    # and the lanes are added in order.
+    lanes = [products[..., c] + products[..., c + 4] if width > 4 else products[..., c]
+             for c in range(4)]
+    Q = ((lanes[0] + lanes[1]) + lanes[2]) + lanes[3]
+    scalar, _, scalar_status = compiled.ops().min_norm_guesses(
+        Q.contiguous(), 10 * K * torch.finfo(torch.float64).eps, fused_mgda._GUESS_ROUNDS)
+    done = status == fused_mgda.DONE
+    assert int(done.sum()) > T // 2
+    assert torch.equal(scalar_status[done], torch.zeros(int(done.sum()), dtype=torch.uint8))
+    assert torch.equal(lam[done], scalar[done])
+    supports = (lam[done] > 0).sum(1)
+    assert int(supports.min()) < K  # faces were found, not only the full support
+
+
 BASELINE_BUILD = '''
 import sys, torch
 from refmoo import fused_mgda

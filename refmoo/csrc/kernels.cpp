@@ -3,7 +3,10 @@
 // - refmoo_fused::mgda_tiles: bucketwise(MGDA) for many equal buckets of
 //   consecutive columns, in one pass over G. Per bucket (a tile of `width` columns
 //   of the K x D matrix G, K <= 8) and while the tile is in cache: its Gram in
-//   double, its min-norm weights, and its update w^T G^b written into `out`.
+//   double, its min-norm weights, and its update w^T G^b written into `out`. The
+//   weights of up to 8 neighbouring tiles are found side by side, one per lane
+//   (each lane with the single problem's operations), so that the divisions and
+//   square roots of one problem overlap with the others'.
 // - refmoo_fused::min_norm_guesses: the weights alone, for a batch of Grams.
 //
 // The weights are found by the support guesses of refmoo/min_norm.py, step for
@@ -226,6 +229,154 @@ bool certified_weights(const Matrix Q, int K, double tol, int rounds, double* la
   return true;
 }
 
+// certified_weights for up to kGroup problems at once, one per lane: lane l is
+// problem Q[l] where active[l]. Every lane does the scalar functions' operations in
+// their order, and a lane that has finished is left alone, so each problem gets the
+// scalar answer bit for bit, whatever its neighbours. The lanes only serve the CPU:
+// their divisions and square roots, serial within a problem, overlap (and share
+// vector instructions) across problems. Returns, per lane, whether lam[l] is certified.
+constexpr int kGroup = 8;
+
+template <int K>
+bool affine_minimisers(const double (&Q)[K][K][kGroup], const double (&r)[K][kGroup],
+                       const bool (&S)[K][kGroup], double (&lam)[K][kGroup], bool* good) {
+  double L[K][K][kGroup];
+  for (int j = 0; j < K; ++j) {
+    double d[kGroup];
+    for (int l = 0; l < kGroup; ++l) d[l] = S[j][l] ? (Q[j][j][l] * r[j][l]) * r[j][l] : 1.0;
+    for (int k = 0; k < j; ++k)
+      for (int l = 0; l < kGroup; ++l) d[l] = d[l] - L[j][k][l] * L[j][k][l];
+    for (int l = 0; l < kGroup; ++l) {
+      good[l] = good[l] && d[l] >= kTiny;  // also NaN; a failed lane's values are unused
+      L[j][j][l] = std::sqrt(good[l] ? d[l] : 1.0);
+    }
+    for (int i = j + 1; i < K; ++i) {
+      double a[kGroup];
+      for (int l = 0; l < kGroup; ++l)
+        a[l] = (S[i][l] && S[j][l]) ? (Q[i][j][l] * r[i][l]) * r[j][l] : 0.0;
+      for (int k = 0; k < j; ++k)
+        for (int l = 0; l < kGroup; ++l) a[l] = a[l] - L[i][k][l] * L[j][k][l];
+      for (int l = 0; l < kGroup; ++l) L[i][j][l] = a[l] / L[j][j][l];
+    }
+  }
+  double z[K][kGroup], y[K][kGroup];
+  for (int i = 0; i < K; ++i)
+    for (int l = 0; l < kGroup; ++l) z[i][l] = S[i][l] ? r[i][l] : 0.0;
+  for (int j = 0; j < K; ++j) {  // L z = r_S
+    for (int l = 0; l < kGroup; ++l) z[j][l] = z[j][l] / L[j][j][l];
+    for (int i = j + 1; i < K; ++i)
+      for (int l = 0; l < kGroup; ++l) z[i][l] = z[i][l] - L[i][j][l] * z[j][l];
+  }
+  for (int j = K - 1; j >= 0; --j) {  // L^T y = z
+    for (int l = 0; l < kGroup; ++l) y[j][l] = z[j][l] / L[j][j][l];
+    for (int i = 0; i < j; ++i)
+      for (int l = 0; l < kGroup; ++l) z[i][l] = z[i][l] - L[j][i][l] * y[j][l];
+  }
+  double total[kGroup];
+  for (int k = 0; k < K; ++k)
+    for (int l = 0; l < kGroup; ++l) {
+      lam[k][l] = r[k][l] * y[k][l];
+      total[l] = k ? total[l] + lam[k][l] : lam[k][l];
+    }
+  bool any = false;
+  for (int l = 0; l < kGroup; ++l) {
+    good[l] = good[l] && total[l] > 0.0;
+    any |= good[l];
+  }
+  for (int k = 0; k < K; ++k)
+    for (int l = 0; l < kGroup; ++l) lam[k][l] = lam[k][l] / (good[l] ? total[l] : 1.0);
+  return any;
+}
+
+template <int K>
+void certified_weights_group(const Matrix* Qs, const bool* active, double tol, int rounds,
+                             double (*out)[kMaxK], bool* certified) {
+  double Q[K][K][kGroup], sd[K][kGroup], r[K][kGroup], vertex[kGroup], lam[K][kGroup];
+  bool S[K][kGroup], open[kGroup];
+  for (int l = 0; l < kGroup; ++l) {
+    open[l] = active[l];
+    certified[l] = false;
+    vertex[l] = kInf;
+    for (int i = 0; i < K; ++i)
+      for (int j = 0; j < K; ++j) Q[i][j][l] = active[l] ? Qs[l][i][j] : (i == j);
+  }
+  for (int k = 0; k < K; ++k)
+    for (int l = 0; l < kGroup; ++l) {
+      sd[k][l] = std::sqrt(std::max(Q[k][k][l], 0.0));
+      r[k][l] = 1.0 / std::max(sd[k][l], kTiny);
+      vertex[l] = std::min(vertex[l], Q[k][k][l]);
+      S[k][l] = true;
+    }
+  const double rounding = kRounding * K * kEps;
+  for (int left = rounds;; --left) {
+    bool good[kGroup];
+    for (int l = 0; l < kGroup; ++l) good[l] = open[l];
+    affine_minimisers<K>(Q, r, S, lam, good);
+    for (int l = 0; l < kGroup; ++l) open[l] = good[l];  // guess_supports: false
+    double v[K][kGroup], f[kGroup], s[kGroup], root_f[kGroup];
+    bool positive[kGroup], violated[K][kGroup], any_violated[kGroup], below[kGroup];
+    for (int l = 0; l < kGroup; ++l) positive[l] = true;
+    for (int k = 0; k < K; ++k)
+      for (int l = 0; l < kGroup; ++l) positive[l] = positive[l] && (!S[k][l] || lam[k][l] > 0.0);
+    for (int i = 0; i < K; ++i) {
+      for (int l = 0; l < kGroup; ++l) v[i][l] = Q[i][0][l] * lam[0][l];
+      for (int j = 1; j < K; ++j)
+        for (int l = 0; l < kGroup; ++l) v[i][l] = v[i][l] + Q[i][j][l] * lam[j][l];
+    }
+    for (int i = 0; i < K; ++i)
+      for (int l = 0; l < kGroup; ++l) {
+        f[l] = i ? f[l] + lam[i][l] * v[i][l] : lam[i][l] * v[i][l];
+        s[l] = i ? s[l] + lam[i][l] * sd[i][l] : lam[i][l] * sd[i][l];
+      }
+    for (int l = 0; l < kGroup; ++l) {
+      root_f[l] = std::sqrt(std::max(f[l], 0.0));
+      any_violated[l] = false;
+    }
+    for (int i = 0; i < K; ++i)
+      for (int l = 0; l < kGroup; ++l) {
+        violated[i][l] = f[l] - v[i][l] > tol * sd[i][l] * root_f[l] +
+                                              rounding * s[l] * (sd[i][l] + s[l]);
+        any_violated[l] = any_violated[l] || violated[i][l];
+      }
+    bool any_open = false;
+    for (int l = 0; l < kGroup; ++l) {
+      below[l] = f[l] + rounding * s[l] * s[l] <= vertex[l] * (1.0 + 2.0 * rounding);
+      if (open[l] && positive[l] && !any_violated[l] && below[l]) {
+        certified[l] = true;
+        open[l] = false;
+        for (int k = 0; k < K; ++k) out[l][k] = lam[k][l];
+      }
+      if (left == 0) open[l] = false;
+      any_open |= open[l];
+    }
+    if (!any_open) break;
+    for (int l = 0; l < kGroup; ++l) {
+      if (!open[l]) continue;
+      if (positive[l]) {  // add the row that fails the per-row test most (row 0 if none)
+        int add = 0;
+        double best = -kInf;
+        for (int i = 0; i < K; ++i) {
+          const double score = (violated[i][l] && !S[i][l])
+                                   ? (f[l] - v[i][l]) / std::max(sd[i][l], 1e-300) : -kInf;
+          if (score > best) best = score, add = i;
+        }
+        S[add][l] = true;
+      } else {
+        for (int k = 0; k < K; ++k) S[k][l] = S[k][l] && lam[k][l] > 0.0;
+      }
+    }
+  }
+  for (int l = 0; l < kGroup; ++l) {  // certified_weights: on the simplex
+    if (!certified[l]) continue;
+    double total = 0.0;
+    for (int k = 0; k < K; ++k) {
+      out[l][k] = std::max(out[l][k], 0.0);
+      total = k ? total + out[l][k] : out[l][k];
+    }
+    for (int k = 0; k < K; ++k) out[l][k] = out[l][k] / total;
+  }
+}
+
 // One min-norm problem q (K x K, row-major) normalised as min_norm._normalise_entries
 // does: e from the largest diagonal entry (0 unless it is positive and finite),
 // Qn = (Q 2^-e + (Q 2^-e)^T) / 2, in double.
@@ -255,10 +406,12 @@ inline double largest_diagonal(const Matrix Q, int K) {
   return top;
 }
 
+// A tile's min-norm problem: Q, its Gram formed from 2^-e G^b, normalised by 2^-shift
+// for the solver (largest diagonal entry in [1/2, 1)). kDone when Q is ready for the
+// solver, else the tile's final status.
 template <int K, typename T>
-uint8_t solve_tile(const T* tile, int64_t ld, int64_t width, double tol, int rounds,
-                   T* out, double* lam, int64_t* exponent) {
-  Matrix Q;
+uint8_t tile_problem(const T* tile, int64_t ld, int64_t width, Matrix Q, int* e_out,
+                     int* shift_out) {
   int e = 0;
   double top;
   if (std::is_same<T, float>::value) {
@@ -290,7 +443,7 @@ uint8_t solve_tile(const T* tile, int64_t ld, int64_t width, double tol, int rou
     top = largest_diagonal(Q, K);
   }
   if (!std::isfinite(top)) return kNonFinite;
-  *exponent = e;
+  *e_out = e;
   int shift;
   std::frexp(top, &shift);  // Qn = Q * 2^-shift, largest diagonal entry in [1/2, 1)
   // top is in [4^(H-1), width 4^H] for a float64 bucket and within float32's squared
@@ -306,7 +459,15 @@ uint8_t solve_tile(const T* tile, int64_t ld, int64_t width, double tol, int rou
     if (Q[k][k] < floor && (std::is_same<T, double>::value || Q[k][k] != 0.0) &&
         tile_amax(tile + k * ld, ld, 1, width) > 0.0)
       return kOutOfRange;
-  if (!certified_weights(Q, K, tol, rounds, lam)) return kUnsolved;
+  *shift_out = shift;
+  return kDone;
+}
+
+// The update of a tile whose problem (tile_problem: Q, e, shift) has certified
+// weights lam, written into out; its status.
+template <int K, typename T>
+uint8_t tile_update(const T* tile, int64_t ld, int64_t width, const Matrix Q, int e,
+                    int shift, const double* lam, T* out) {
   T w[kMaxK];
   double bound = 0.0;  // sum_k |w_k| ||g_k|| >= |update_c| (up to rounding), unscaled
   double norms[kMaxK];
@@ -366,10 +527,37 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> mgda_tiles(const at::Tensor& G, i
       // that scheduling costs nothing next to the tiles.
       const int64_t grain = std::max<int64_t>(1, 4096 / (kK * width));
       at::parallel_for(0, tiles, grain, [&](int64_t lo, int64_t hi) {
-        for (int64_t t = lo; t < hi; ++t) {
-          e_p[t] = 0;
-          status_p[t] = solve_tile<kK>(g + t * width, ld, width, tol, static_cast<int>(rounds),
-                                       o + t * width, lam_p + t * kK, e_p + t);
+        // Up to kGroup tiles at a time: their Grams, their problems solved side by
+        // side (certified_weights_group), their updates, as many tiles as stay in a
+        // core's L2 cache until their updates are written (about 256 KB).
+        using Entry = std::remove_pointer_t<decltype(g)>;
+        const int64_t span = std::max<int64_t>(
+            1, std::min<int64_t>(kGroup, (int64_t{256} << 10) / (kK * width * sizeof(Entry))));
+        for (int64_t t0 = lo; t0 < hi; t0 += span) {
+          const int n = static_cast<int>(std::min<int64_t>(span, hi - t0));
+          Matrix Q[kGroup];
+          int e[kGroup] = {}, shift[kGroup] = {};
+          bool pending[kGroup] = {}, certified[kGroup];
+          double lam[kGroup][kMaxK];
+          for (int l = 0; l < n; ++l) {
+            const uint8_t status =
+                tile_problem<kK>(g + (t0 + l) * width, ld, width, Q[l], e + l, shift + l);
+            pending[l] = status == kDone;
+            status_p[t0 + l] = status;
+            e_p[t0 + l] = e[l];
+          }
+          certified_weights_group<kK>(Q, pending, tol, static_cast<int>(rounds), lam,
+                                      certified);
+          for (int l = 0; l < n; ++l) {
+            if (!pending[l]) continue;
+            if (!certified[l]) {
+              status_p[t0 + l] = kUnsolved;
+              continue;
+            }
+            std::copy(lam[l], lam[l] + kK, lam_p + (t0 + l) * kK);
+            status_p[t0 + l] = tile_update<kK>(g + (t0 + l) * width, ld, width, Q[l], e[l],
+                                               shift[l], lam[l], o + (t0 + l) * width);
+          }
         }
       });
     };
