@@ -96,50 +96,59 @@ def gradient_exponent(G: Tensor) -> Tensor:
 RELATIVE_FLOOR_EXPONENT = -969
 
 
-def rows_in_range(Q: Tensor, columns: Tensor | int, dtype: torch.dtype) -> Tensor:
-    r"""bool ``[..., K]``: the rows of Grams ``[..., K, K]`` (``columns`` columns each,
-    products formed in ``dtype``) whose squared norm :math:`Q_{kk}` the solvers can use:
+def rows_in_range(Q: Tensor, columns: Tensor | int | None, dtype: torch.dtype) -> Tensor:
+    r"""bool ``[..., K]``: the rows of Grams ``[..., K, K]`` whose squared norm
+    :math:`Q_{kk}` the solvers can use:
 
-    - :math:`Q_{kk} \ge n\,\text{tiny}/u` of ``dtype``: products flushed below the
-      normal range then perturb it by at most :math:`n\,u\,\text{tiny} \le u^2 Q_{kk}`
-      (:func:`refmoo.bucketwise.in_range` puts this bound on the largest row only);
     - :math:`Q_{kk} \ge 2^{s-969}`, :math:`2^{s-1} \le \max_j Q_{jj} < 2^s`
-      (:data:`RELATIVE_FLOOR_EXPONENT`): rows down to about 1e-146 of the largest.
+      (:data:`RELATIVE_FLOOR_EXPONENT`): rows down to about 1e-146 of the largest;
+    - for a Gram of ``columns`` columns whose products were formed in ``dtype`` at G's
+      own scale, also :math:`Q_{kk} \ge n\,\text{tiny}/u` of ``dtype``: products
+      flushed below the normal range then perturb it by at most
+      :math:`n\,u\,\text{tiny} \le u^2 Q_{kk}` (:func:`refmoo.bucketwise.in_range`
+      puts this bound on the largest row only). ``columns=None`` for float64 products
+      of a G rescaled to a largest entry in [1/2, 1): there a flushed product costs
+      at most :math:`2^{-1075}`, below :math:`n\,2^{-104}` of any row that meets the
+      first bound.
 
-    A zero row fails the first bound; callers read the rows that fail, to tell a zero
-    row (nothing to do) from one whose squares were flushed.
+    A zero row fails; callers read the rows that fail, to tell a zero row (nothing
+    to do) from one whose squares were flushed.
 
     >>> Q = torch.diag(torch.tensor([1.0, 1e-200, 1e-300, 0.0], dtype=torch.float64))
-    >>> rows_in_range(Q, 1, torch.float64).tolist()
+    >>> rows_in_range(Q, None, torch.float64).tolist()
     [True, True, False, False]
     """
-    info = torch.finfo(dtype)
     d = torch.diagonal(Q, dim1=-2, dim2=-1).to(torch.float64)
-    n = torch.as_tensor(columns, dtype=torch.float64, device=Q.device)
-    floor = (n * (info.tiny / (info.eps / 2))).unsqueeze(-1)
     top = d.amax(-1, keepdim=True) if d.shape[-1] else d.new_zeros((*d.shape[:-1], 1))
-    # 2^(s-969) underflows to 0 for tiny Grams, where the first bound is the stronger.
     relative = torch.ldexp(torch.ones_like(top), exponent(top) + RELATIVE_FLOOR_EXPONENT)
-    return (d >= floor) & (d >= relative)
+    ok = (d >= relative) & (d > 0)
+    if columns is not None:
+        info = torch.finfo(dtype)
+        n = torch.as_tensor(columns, dtype=torch.float64, device=Q.device)
+        ok &= d >= (n * (info.tiny / (info.eps / 2))).unsqueeze(-1)
+    return ok
 
 
 def weights_fit(w: Tensor, Q: Tensor, dtype: torch.dtype) -> Tensor:
-    r"""bool ``[B]``: which rows of float64 weights ``[B, K]`` (of Grams ``[B, K, K]``)
-    survive rounding to ``dtype`` within its rounding: a weight below ``dtype``'s
-    normal range keeps only an absolute precision of tiny, and where
-    :math:`\text{tiny}\,\|g_k\| > u \sum_j |w_j|\,\|g_j\|` that loss reaches the
-    update beyond rounding (float32 rows more than about 1e-38 apart).
+    r"""bool ``[B]``: whether float64 weights ``[B, K]`` (of Grams ``[B, K, K]``) can be
+    rounded to ``dtype`` for the update :math:`\sum_k \mathrm{fl}(w_k)\,g_k` within its
+    rounding. Normal weights round with relative error u, which costs at most
+    :math:`u\sum_j |w_j|\,\|g_j\|`; a weight below ``dtype``'s normal range rounds with
+    absolute error up to :math:`u\,\text{tiny}`, which costs up to
+    :math:`u\,\text{tiny}\,\|g_k\|`. They fit unless the second exceeds the first,
+    :math:`\text{tiny}\,\|g_k\| > \sum_j |w_j|\,\|g_j\|` (float32 rows about 1e-38
+    apart whose optimum needs the large row).
 
     >>> Q = torch.diag(torch.tensor([1.0, 1e-90], dtype=torch.float64))[None]
     >>> weights_fit(torch.tensor([[1e-45, 1.0]], dtype=torch.float64), Q,
-    ...                   torch.float32).tolist()
+    ...             torch.float32).tolist()
     [False]
     """
-    info = torch.finfo(dtype)
+    tiny = torch.finfo(dtype).tiny
     norms = torch.diagonal(Q, dim1=-2, dim2=-1).to(torch.float64).clamp(min=0).sqrt()
     w = w.to(torch.float64).abs()
     scale = (w * norms).sum(-1, keepdim=True)
-    lost = (w > 0) & (w < info.tiny) & (info.tiny * norms > (info.eps / 2) * scale)
+    lost = (w > 0) & (w < tiny) & (tiny * norms > scale)
     return ~lost.any(-1)
 
 
@@ -154,43 +163,50 @@ def scaled_gram(G: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     weights of ``2**k · G`` equal those of G bit for bit while no squared norm is
     subnormal.
 
-    Rows of very different norms: where a nonzero row of the rescaled Gram still
-    fails :func:`rows_in_range` in G's dtype (float32 rows more than about 1e-19
-    apart), Q is formed from float64 products of Gs and returned in float64, which
-    holds rows down to about 1e-146 of the largest. Beyond that no Gram the solvers
-    take can hold the row, and :class:`~refmoo._checks.GradientError` says so.
+    Rows of very different norms: where a nonzero row of G still fails
+    :func:`rows_in_range` in G's dtype (float32 rows more than about 1e-19 apart),
+    Q is formed from float64 products of G rescaled in float64, and Q and Gs are
+    returned in float64: that holds rows down to about 1e-146 of the largest.
+    Beyond that no Gram the solvers take can hold the row, and
+    :class:`~refmoo._checks.GradientError` says so.
     """
     D = G.shape[1]
     Q = G @ G.T
     top = torch.diagonal(Q).amax() if G.shape[0] else Q.new_zeros(())
     zero = torch.zeros((), dtype=torch.int64)
-    if bool(torch.isfinite(top)) and float(top) >= torch.finfo(G.dtype).tiny ** 0.5 \
-            and _nonzero_rows_in_range(Q, G, D, G.dtype):
-        return Q, G, zero
+    nonzero = None
+    if bool(torch.isfinite(top)) and float(top) >= torch.finfo(G.dtype).tiny ** 0.5:
+        fail = ~rows_in_range(Q, D, G.dtype)
+        if not bool(fail.any()):
+            return Q, G, zero
+        nonzero = ~fail  # a row in range has a positive squared norm; read the others
+        nonzero[fail] = (G[fail] != 0).any(1)
+        if not bool((fail & nonzero).any()):
+            return Q, G, zero
     e = gradient_exponent(G)
-    Gs = ldexp(G, -e)
-    Q = Gs @ Gs.T
-    if _nonzero_rows_in_range(Q, Gs, D, G.dtype):
-        return Q, Gs, e
-    G64 = Gs.to(torch.float64)
+    # Scaled in float64 and rounded back, exactly: the factor 2^-e alone can overflow
+    # float32 (G all subnormal), and a far smaller row must not be flushed on the way.
+    G64 = ldexp(G.to(torch.float64), -e)
+    Gs = G64.to(G.dtype)
+    if nonzero is None:
+        nonzero = (G != 0).any(1)
+    if bool((Gs != 0).any(1).eq(nonzero).all()):
+        Q = Gs @ Gs.T
+        if not bool((~rows_in_range(Q, D, G.dtype) & nonzero).any()):
+            return Q, Gs, e
     Q = G64 @ G64.T
-    if not _nonzero_rows_in_range(Q, Gs, D, torch.float64):
-        raise GradientError(rows_too_far_apart(G.abs().amax(1)))
-    return Q, Gs, e
+    fail = ~rows_in_range(Q, None, torch.float64) & nonzero
+    if bool(fail.any()):
+        raise GradientError(rows_too_far_apart(G.abs().amax(1), fail))
+    return Q, G64, e
 
 
-def rows_too_far_apart(amax: Tensor, where: str = "") -> str:
-    """The error for rows whose largest entries ``amax`` ``[K]`` are too far apart."""
-    nonzero = torch.where(amax > 0, amax.to(torch.float64), float("inf"))
-    small, large = int(nonzero.argmin()), int(amax.argmax())
+def rows_too_far_apart(amax: Tensor, fail: Tensor, where: str = "") -> str:
+    """The error for the rows ``fail`` (bool ``[K]``) whose squared norms no float64
+    Gram holds next to the largest row; ``amax`` ``[K]`` are the rows' largest entries."""
+    small, large = int(fail.nonzero()[0]), int(amax.argmax())
     return (f"row {small} of G{where} (largest entry {float(amax[small]):.3g}) is too small "
             f"next to row {large} (largest entry {float(amax[large]):.3g}): no float64 Gram "
             f"holds rows more than about 1e-146 apart, so the weights cannot be computed; "
             f"rescale the rows (e.g. normalise each language's gradient)")
 
-
-def _nonzero_rows_in_range(Q: Tensor, G: Tensor, D: int, dtype: torch.dtype) -> bool:
-    """Whether every row of G that fails :func:`rows_in_range` on its Gram Q is zero
-    (read only for those rows: one pass over a few rows, none when all pass)."""
-    fail = ~rows_in_range(Q, D, dtype)
-    return not bool(fail.any()) or not bool((G[fail] != 0).any())

@@ -281,7 +281,7 @@ def scaled_bucket_grams(G: Tensor, partition: Partition) -> tuple[Tensor, Tensor
 def _scaled_grams(G: Tensor, tiling: ColumnTiling, partition: Partition
                   ) -> tuple[Tensor, Tensor, Tensor]:
     """:func:`scaled_bucket_grams` as float64 ``Q``, ``e`` and ``wide`` ``[M]``: the
-    buckets whose Grams must stay in float64 (float32 G only). Every other Q_b is
+    buckets whose Grams must stay in float64 (G not float64 only). Every other Q_b is
     exactly representable in G's dtype."""
     M = len(partition)
     Q = _identity_grams(G, tiling).to(torch.float64) if tiling.identity else \
@@ -291,25 +291,31 @@ def _scaled_grams(G: Tensor, tiling: ColumnTiling, partition: Partition
     sizes = tiling.bucket_sizes.to(G.device)
     bad = ~in_range(Q, sizes, G.dtype)
     thin = ~rows_in_range(Q, sizes, G.dtype)
-    read = bad | thin.any(-1)
-    if not bool(read.any()):
+    if not bool((bad.unsqueeze(-1) | thin).any()):
         return Q, e, wide
-    # Zero rows fail rows_in_range too (a language absent from a bucket): only a
-    # nonzero row whose squares were flushed, or lost next to the largest, needs work.
-    amax = _row_amax(G, tiling, M, read)
+    # Zero rows fail rows_in_range too (a language absent from a bucket): only the
+    # rows that fail are read (all rows of a bucket out of range, for its exponent),
+    # and only a nonzero one, flushed or lost next to the largest, needs work.
+    amax = _row_amax(G, tiling, M, bad.unsqueeze(-1) | thin)
     if not bool(torch.isfinite(amax).all()):
         locate_non_finite(G, partition)
+    flushed = thin & (amax > 0)
+    redo = bad | flushed.any(-1)
+    if bool((redo & ~bad).any()):  # their exponent needs the rows that passed too
+        amax = torch.maximum(amax, _row_amax(G, tiling, M, (redo & ~bad).unsqueeze(-1) & ~thin))
     top = amax.amax(-1)
-    redo = (bad | (thin & (amax > 0)).any(-1)) & (top > 0)
     Q[bad & (top == 0)] = 0  # an all-zero bucket's Gram is exactly 0
+    redo &= top > 0
     if bool(redo.any()):
         e = torch.where(redo, torch.frexp(top)[1].long(), e)
         Q[redo] = _accumulate_grams(G, tiling, M, select=redo, exponent=e)[redo]
         lost = redo.unsqueeze(-1) & (amax > 0)
-        if bool((lost & ~rows_in_range(Q, sizes, torch.float64)).any(-1).any()):
-            b = int((lost & ~rows_in_range(Q, sizes, torch.float64)).any(-1).nonzero()[0])
+        beyond = (lost & ~rows_in_range(Q, None, torch.float64)).any(-1)
+        if bool(beyond.any()):
+            b = int(beyond.nonzero()[0])
             raise GradientError(rows_too_far_apart(
-                amax[b], f" in bucket {b} ({partition.names[b]!r})"))
+                amax[b], lost[b] & ~rows_in_range(Q[b], None, torch.float64),
+                f" in bucket {b} ({partition.names[b]!r})"))
         if G.dtype != torch.float64:
             wide = (lost & ~rows_in_range(Q, sizes, G.dtype)).any(-1)
         keep = redo & ~wide  # in range in G's dtype: handed to the solver rounded to it
@@ -321,25 +327,29 @@ def _scaled_grams(G: Tensor, tiling: ColumnTiling, partition: Partition
 
 
 def _row_amax(G: Tensor, tiling: ColumnTiling, buckets: int, select: Tensor) -> Tensor:
-    r"""float64 ``[M, K]``: :math:`\max_j |G^b_{kj}|` for the selected buckets (0
-    elsewhere; NaN/Inf propagate)."""
+    r"""float64 ``[M, K]``: :math:`\max_j |G^b_{kj}|` where ``select`` ``[M, K]`` is set (0
+    elsewhere; NaN/Inf propagate). Only the selected rows of each tile are read."""
     K = G.shape[0]
     tile_bucket, mixed, mixed_bucket = tiling.on(G.device)
-    amax = torch.zeros(buckets + 1, K, dtype=torch.float64, device=G.device)  # + padding
+    amax = torch.zeros((buckets + 1) * K, dtype=torch.float64, device=G.device)  # + padding
+    pick = torch.cat([select, select.new_zeros(1, K)])  # the padding bucket: never
 
-    def fold(values: Tensor, owner: Tensor) -> None:
-        # scatter_reduce's amax propagates NaN, so a NaN bucket cannot pass as finite.
-        amax.scatter_reduce_(0, owner.unsqueeze(-1).expand(-1, K), values.to(torch.float64),
-                             "amax")
+    def fold(values: Tensor, slot: Tensor) -> None:
+        # scatter_reduce's amax propagates NaN, so a NaN row cannot pass as finite.
+        amax.scatter_reduce_(0, slot, values.to(torch.float64), "amax")
 
-    chosen = (select[tile_bucket.clamp(min=0)] & (tile_bucket >= 0)).nonzero().reshape(-1)
+    owner = torch.where(tile_bucket >= 0, tile_bucket, buckets)
+    rows = pick[owner].nonzero()  # (tile, row) pairs to read
     tiles = _tiles(G, tiling)
-    for r in _ranges(chosen.numel(), RESCUE_SLAB_ELEMENTS // (K * tiling.width)):
-        fold(tiles[chosen[r]].abs().amax(2), tile_bucket[chosen[r]])
+    for r in _ranges(rows.shape[0], RESCUE_SLAB_ELEMENTS // tiling.width):
+        t, k = rows[r, 0], rows[r, 1]
+        fold(tiles[t, k].abs().amax(-1), owner[t] * K + k)
     if mixed_bucket.numel():
         columns = _mixed_rows(G, tiling, mixed).abs().transpose(1, 2).reshape(-1, K)
-        fold(columns, mixed_bucket.reshape(-1))
-    return amax[:buckets]
+        slot = mixed_bucket.reshape(-1, 1) * K + torch.arange(K, device=G.device)
+        keep = pick[mixed_bucket.reshape(-1)]
+        fold(columns[keep], slot[keep])
+    return amax.view(buckets + 1, K)[:buckets]
 
 
 # -- the entry point -----------------------------------------------------------------

@@ -22,8 +22,11 @@ by :mod:`refmoo.compiled`) does all three per bucket while its columns are in ca
 3. :math:`w_b^\top G^b`, with :math:`w_b` rounded to G's dtype and the rows added
    in order.
 
-A bucket the kernel cannot settle (its optimum needs Wolfe's method, its Gram is
-singular on the full support, it is all zero) is solved by the eager solver from
+A bucket with a zero row (a language absent from it; every row, where the bucket
+has no gradient) has its optimum at that row's vertex, with update 0: the kernel
+settles it with weights :math:`e_k`. A bucket the kernel cannot settle (its optimum
+needs Wolfe's method, its Gram is singular on the full support) is solved by the
+eager solver from
 its float64 Gram and combined here; a non-finite G, an update that overflows, or
 a bucket whose rows are too far apart in norm for the solver (about 1e-146) or for
 weights rounded to float32 (about 1e-38) sends the whole call to the eager path,

@@ -259,6 +259,34 @@ def test_problems_solved_side_by_side_get_the_single_problems_bits(K):
     assert int(supports.min()) < K  # faces were found, not only the full support
 
 
+@needs_kernel
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_a_zero_row_is_settled_by_the_kernel_with_the_eager_update(dtype):
+    """A language absent from a bucket (a zero row), or a bucket with no gradient at
+    all: the optimum is that row's vertex and the update is 0. The kernel settles
+    such buckets itself (the full support's Cholesky cannot), with weights e_k and
+    the update the eager path gives; a row far below the others but not zero is not
+    taken for one."""
+    gen = torch.Generator().manual_seed(11)
+    K, width, T = 4, 16, 24
+    G = torch.randn(K, width * T, dtype=dtype, generator=gen)
+    G[2, : width * 8] = 0  # row 2 absent from buckets 0-7
+    G[:, width * 8: width * 12] = 0  # buckets 8-11: no gradient
+    G[1, width * 12: width * 14] = -0.0
+    G[3, width * 14: width * 16] *= 1e-30  # tiny, not zero
+    out, lam, _, status = kernel(G, width)
+    assert bool((status == fused_mgda.DONE).all())
+    assert torch.equal(lam[:8], torch.eye(K, dtype=torch.float64)[2].expand(8, K))
+    assert torch.equal(lam[8:12], torch.eye(K, dtype=torch.float64)[0].expand(4, K))
+    plain = eager(G, Partition.chunks(G.shape[1], width))
+    assert torch.equal(out[: width * 14], plain[: width * 14])  # zeros of either sign
+    assert not bool(out[: width * 12].any())
+    assert bool(out[width * 14: width * 16].any())  # the tiny row is a row
+    for b in range(14, 16):
+        cols = slice(b * width, (b + 1) * width)
+        assert min(_cosines(G[:, cols].double(), out[cols].double())) >= -1e-6
+
+
 BASELINE_BUILD = '''
 import sys, torch
 from refmoo import fused_mgda
@@ -290,8 +318,9 @@ def test_the_vector_build_gives_the_baseline_builds_bits(tmp_path):
 
 @needs_kernel
 def test_buckets_the_kernel_leaves_get_the_eager_weights():
-    """Zero buckets, parallel rows (singular on the full support) and a face that needs
-    Wolfe's method are left UNSOLVED by the kernel and solved by the eager solver."""
+    """Parallel rows (singular on the full support) and a face that needs Wolfe's
+    method are left UNSOLVED by the kernel and solved by the eager solver; a zero
+    bucket is settled (update 0, see the zero-row test)."""
     gen = torch.Generator().manual_seed(7)
     K, width = 4, 8
     independent = torch.randn(K, width, dtype=torch.float64, generator=gen)
@@ -302,7 +331,7 @@ def test_buckets_the_kernel_leaves_get_the_eager_weights():
     blocks = [independent, zero, parallel]
     G, partition = stacked(blocks)
     out, _, _, status = kernel(G, width)
-    assert status.tolist() == [fused_mgda.DONE, fused_mgda.UNSOLVED, fused_mgda.UNSOLVED]
+    assert status.tolist() == [fused_mgda.DONE, fused_mgda.DONE, fused_mgda.UNSOLVED]
     a = bucketwise(MGDA(), G, partition)
     assert torch.equal(a[:width], out[:width])
     assert torch.equal(a[width:2 * width], zero[0])

@@ -206,3 +206,83 @@ def test_rows_in_range_marks_flushed_and_distant_rows():
     assert rows_in_range(Q * 2.0**40, 100, torch.float32).tolist() == [True, True, True]
     assert np.all(rows_in_range(Q[None].repeat(3, 1, 1), torch.tensor([100] * 3),
                                 torch.float32).numpy() == [[True, True, False]] * 3)
+
+
+# -- the audit's reproducers -------------------------------------------------------------
+
+@pytest.mark.parametrize("G", [
+    torch.tensor([[1e21, 0.0], [-1e-25, 1e-26]], dtype=torch.float32),
+    torch.tensor([[1e300, 0.0], [-1e-30, 1e-31]], dtype=torch.float64),
+], ids=["float32", "float64"])
+@pytest.mark.parametrize("aggregator", [MGDA(), UPGrad()], ids=repr)
+def test_a_row_that_vanishes_when_g_is_rescaled_is_not_taken_for_zero(G, aggregator):
+    """Rescaled to its largest entry, the small row underflows to 0: one matrix alone
+    must refuse it as bucketwise does, not return the small row (cosine −0.995).
+    (UPGrad's float32 weight on the small row, about 1e46, overflows first.)"""
+    refusal = "span more than|too small next to|overflows"
+    with pytest.raises(GradientError, match=refusal):
+        aggregator(G)
+    with pytest.raises(GradientError, match=refusal):
+        bucketwise(aggregator, G, Partition.single(2))
+
+
+@pytest.mark.parametrize("aggregator", [MGDA(), UPGrad()], ids=repr)
+def test_an_all_subnormal_float32_g_is_solved(aggregator):
+    G = torch.tensor([[1e-40, 0.0], [0.0, 1e-40]], dtype=torch.float32)
+    a = aggregator(G)
+    assert torch.equal(a, bucketwise(aggregator, G, Partition.single(2)))
+    assert min(cosines(G, a)) >= -1e-6 and bool(a.any())
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_gradients_of_ordinary_size_are_solved(dtype):
+    """float16's own Grams hold little (n·tiny/u = n/8), so its buckets take float64
+    Grams; weights below float16's normal range are rounded within its rounding."""
+    gen = torch.Generator().manual_seed(0)
+    G = (torch.randn(4, 4096, generator=gen) * 1e-3).to(dtype)
+    G[1] *= 1e-2
+    chunks = Partition.chunks(4096, 1024)
+    a = bucketwise(MGDA(), G, chunks)
+    for idx in chunks:
+        assert min(cosines(G[:, idx], a[idx])) >= -1e-2  # half precision's rounding
+        alone = MGDA()(G[:, idx])
+        assert min(cosines(G[:, idx], alone)) >= -1e-2
+
+
+def test_the_limit_does_not_depend_on_how_many_columns_are_zero():
+    """Rows 4e-145 apart, the large one sparse: inside the limit on every path (the
+    eager path once counted every column of a bucket against the small row)."""
+    W = 4096
+    G = torch.zeros(2, 2 * W, dtype=torch.float64)
+    G[0, 0] = G[0, W] = 0.75
+    G[1, 1] = G[1, 2] = 2.0**-480
+    G[1, W + 1] = -(2.0**-480)
+    chunks = Partition.chunks(2 * W, W)
+    kernel = bucketwise(MGDA(), G, chunks)
+    with mock.patch.object(fused_mgda, "applies", return_value=False):
+        plain = bucketwise(MGDA(), G, chunks)
+    torch.testing.assert_close(plain, kernel, rtol=1e-12, atol=0)
+    torch.testing.assert_close(MGDA()(G[:, :W]), kernel[:W], rtol=1e-12, atol=0)
+    for b, a in enumerate(kernel.split(W)):
+        check_exact(G[:, b * W:(b + 1) * W], a, EPS64, b)
+
+
+def test_orthogonal_rows_32_orders_apart_are_not_refused():
+    """The large row's weight (1e-64) is far below float32's range, but what rounding
+    it costs, at most u·tiny·‖g₀‖, is below the update's own rounding."""
+    G = torch.zeros(2, 32)
+    G[0, ::2] = 1e16
+    G[1, 1::2] = 1e-16
+    a = bucketwise(MGDA(), G, Partition.chunks(32, 8))
+    torch.testing.assert_close(a, G[1], rtol=1e-6, atol=0)
+
+
+def test_the_error_names_the_row_that_is_refused():
+    G = torch.zeros(3, 4096, dtype=torch.float64)
+    G[0] = 0.5
+    G[1, 0] = 3e-145  # ‖g₁‖² = 9e-290: below 2^-969 of ‖g₀‖² = 1024
+    G[2] = 1e-145  # ‖g₂‖² = 4e-287: inside
+    with pytest.raises(GradientError, match=r"row 1 of G \(largest entry 3e-145\)"):
+        MGDA()(G)
+    with pytest.raises(GradientError, match=r"row 1 of G in bucket 0"):
+        bucketwise(MGDA(), G, Partition.single(4096))

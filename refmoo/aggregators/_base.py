@@ -122,4 +122,4 @@ class GramAggregator(Aggregator):
             return w @ G  # w(Gs) = w(G): no scaling back, no rounding
         # A(G) = w(G)ᵀG = 2^{e(1+d)} · w(Gs)ᵀGs, computed on Gs so that neither the
         # weights nor the products leave the normal range.
-        return ldexp(w @ Gs, e * (1 + self.weight_degree))
+        return ldexp(w.to(Gs.dtype) @ Gs, e * (1 + self.weight_degree)).to(G.dtype)

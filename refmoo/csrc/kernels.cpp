@@ -53,7 +53,8 @@ constexpr int kHeadroom = 475;
 constexpr int kRelativeFloorExponent = -969;
 
 enum Status : uint8_t {
-  kDone = 0, kUnsolved = 1, kNonFinite = 2, kOverflow = 3, kOutOfRange = 4
+  kDone = 0, kUnsolved = 1, kNonFinite = 2, kOverflow = 3, kOutOfRange = 4,
+  kZeroRow = 5  // tile_problem only: a zero row, so the update is 0 (weights e_k)
 };
 
 using Matrix = double[kMaxK][kMaxK];
@@ -411,8 +412,19 @@ inline double largest_diagonal(const Matrix Q, int K) {
 // solver, else the tile's final status.
 template <int K, typename T>
 uint8_t tile_problem(const T* tile, int64_t ld, int64_t width, Matrix Q, int* e_out,
-                     int* shift_out) {
+                     int* shift_out, int* zero_row) {
   int e = 0;
+  // A zero row (a language absent from the bucket; all of them where a bucket has no
+  // gradient) puts the optimum at its vertex: weights e_k, update 0, value 0, which
+  // the Cholesky of the full support cannot reach.
+  auto all_zero = [&]() {
+    for (int i = 0; i < K; ++i)
+      for (int j = 0; j < K; ++j) Q[i][j] = 0.0;
+    *e_out = 0;
+    *shift_out = 0;
+    *zero_row = 0;
+    return kZeroRow;
+  };
   double top;
   if (std::is_same<T, float>::value) {
     // Exact products in double: no float32 bucket under- or overflows there, so the
@@ -422,7 +434,7 @@ uint8_t tile_problem(const T* tile, int64_t ld, int64_t width, Matrix Q, int* e_
     if (!(top > 0.0) || !std::isfinite(top)) {
       const double amax = tile_amax(tile, ld, K, width);
       if (!std::isfinite(amax)) return kNonFinite;
-      if (amax == 0.0) return kUnsolved;  // an all-zero bucket: the eager path's weights
+      if (amax == 0.0) return all_zero();
     }
   } else {
     // A float64 bucket is scaled by 2^-e, its largest entry into [2^(H-1), 2^H),
@@ -434,7 +446,7 @@ uint8_t tile_problem(const T* tile, int64_t ld, int64_t width, Matrix Q, int* e_
     // Gram of 2^k G is then that of G, bit for bit.
     const double amax = tile_amax(tile, ld, K, width);
     if (!std::isfinite(amax)) return kNonFinite;
-    if (amax == 0.0) return kUnsolved;
+    if (amax == 0.0) return all_zero();
     std::frexp(amax, &e);
     e -= kHeadroom;
     double f1, f2;
@@ -452,15 +464,19 @@ uint8_t tile_problem(const T* tile, int64_t ld, int64_t width, Matrix Q, int* e_
   const double factor = std::ldexp(1.0, -shift);
   for (int i = 0; i < K; ++i)
     for (int j = 0; j < K; ++j) Q[i][j] = Q[i][j] * factor;
+  *shift_out = shift;
   // A nonzero row far below the largest (refmoo._scale.rows_in_range): the eager
   // path names it. A float32 row is zero exactly when its exact squared norm is.
   const double floor = std::ldexp(1.0, kRelativeFloorExponent);
-  for (int k = 0; k < K; ++k)
-    if (Q[k][k] < floor && (std::is_same<T, double>::value || Q[k][k] != 0.0) &&
-        tile_amax(tile + k * ld, ld, 1, width) > 0.0)
-      return kOutOfRange;
-  *shift_out = shift;
-  return kDone;
+  *zero_row = -1;
+  for (int k = 0; k < K; ++k) {
+    if (!(Q[k][k] < floor)) continue;
+    const bool zero = std::is_same<T, float>::value
+                          ? Q[k][k] == 0.0 : tile_amax(tile + k * ld, ld, 1, width) == 0.0;
+    if (!zero) return kOutOfRange;
+    if (*zero_row < 0) *zero_row = k;
+  }
+  return *zero_row < 0 ? kDone : kZeroRow;
 }
 
 // The update of a tile whose problem (tile_problem: Q, e, shift) has certified
@@ -476,15 +492,14 @@ uint8_t tile_update(const T* tile, int64_t ld, int64_t width, const Matrix Q, in
     norms[k] = std::sqrt(Q[k][k]);
     bound += std::fabs(static_cast<double>(w[k])) * norms[k];
   }
-  // A weight below T's normal range keeps an absolute precision of T's tiny only;
-  // where that reaches the update beyond rounding (refmoo._scale.weights_fit), the
-  // eager path names the bucket.
+  // A weight below T's normal range rounds with an absolute error up to u tiny; where
+  // that costs more than the rounding of the normal weights (refmoo._scale.weights_fit),
+  // the eager path names the bucket.
   const double tiny_t = static_cast<double>(std::numeric_limits<T>::min());
-  const double u_t = static_cast<double>(std::numeric_limits<T>::epsilon()) / 2;
   double spread = 0.0;
   for (int k = 0; k < K; ++k) spread += std::fabs(lam[k]) * norms[k];
   for (int k = 0; k < K; ++k)
-    if (lam[k] != 0.0 && std::fabs(lam[k]) < tiny_t && tiny_t * norms[k] > u_t * spread)
+    if (lam[k] != 0.0 && std::fabs(lam[k]) < tiny_t && tiny_t * norms[k] > spread)
       return kOutOfRange;
   bound = scale2(bound, e + (shift + 1) / 2 + 1);  // sqrt(2^shift) <= 2^((shift+1)/2), spare 2
   const bool may_overflow = !(bound < static_cast<double>(std::numeric_limits<T>::max()));
@@ -540,11 +555,18 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> mgda_tiles(const at::Tensor& G, i
           bool pending[kGroup] = {}, certified[kGroup];
           double lam[kGroup][kMaxK];
           for (int l = 0; l < n; ++l) {
-            const uint8_t status =
-                tile_problem<kK>(g + (t0 + l) * width, ld, width, Q[l], e + l, shift + l);
+            int zero_row = -1;
+            const uint8_t status = tile_problem<kK>(g + (t0 + l) * width, ld, width, Q[l],
+                                                    e + l, shift + l, &zero_row);
             pending[l] = status == kDone;
             status_p[t0 + l] = status;
             e_p[t0 + l] = e[l];
+            if (status == kZeroRow) {
+              double* w = lam_p + (t0 + l) * kK;
+              for (int k = 0; k < kK; ++k) w[k] = k == zero_row ? 1.0 : 0.0;
+              status_p[t0 + l] = tile_update<kK>(g + (t0 + l) * width, ld, width, Q[l], e[l],
+                                                 shift[l], w, o + (t0 + l) * width);
+            }
           }
           certified_weights_group<kK>(Q, pending, tol, static_cast<int>(rounds), lam,
                                       certified);
