@@ -31,8 +31,12 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <type_traits>
+#if defined(__AVX__)
+#include <immintrin.h>
+#endif
 
 namespace {
 
@@ -67,35 +71,83 @@ inline double scale2(double x, int e) {
   return std::ldexp(std::ldexp(x, half), e - half);
 }
 
+// Four doubles, one per partial sum; GCC's vector extension, so that every
+// operation on it is the element-wise IEEE operation, one instruction in the AVX2
+// build and two in the SSE2 baseline build.
+typedef double Lanes __attribute__((vector_size(32)));
+typedef float FloatLanes __attribute__((vector_size(16)));
+static_assert(kLanes == 4, "Lanes holds kLanes doubles");
+
+inline Lanes load_lanes(const float* p) {  // exact
+#if defined(__AVX__)
+  return reinterpret_cast<Lanes>(_mm256_cvtps_pd(_mm_loadu_ps(p)));
+#else
+  FloatLanes f;
+  std::memcpy(&f, p, sizeof f);
+  return __builtin_convertvector(f, Lanes);
+#endif
+}
+
+// acc + x * y. Where the products are exact (float32 entries), a fused multiply-add
+// rounds once, as x * y then + does, so it gives the same bits in half the
+// instructions.
+template <bool kExactProducts>
+inline Lanes add_product(Lanes acc, Lanes x, Lanes y) {
+#if defined(__FMA__)
+  if (kExactProducts)
+    return reinterpret_cast<Lanes>(_mm256_fmadd_pd(reinterpret_cast<__m256d>(x),
+                                                   reinterpret_cast<__m256d>(y),
+                                                   reinterpret_cast<__m256d>(acc)));
+#endif
+  return acc + x * y;
+}
+
+inline Lanes load_lanes(const double* p) {
+  Lanes d;
+  std::memcpy(&d, p, sizeof d);
+  return d;
+}
+
 // Q = X X^T of the tile (upper triangle, mirrored), X = G^b * 2^-e in double, with
 // 2^-e applied as the factors f1 * f2 of refmoo._scale.ldexp (f2 = 1 unless |e| >
-// 1000), so each X entry is exactly x * 2^-e as ldexp rounds it. Products of float32
-// numbers are exact in double. Columns go kLanes at a time into independent partial
-// sums (one vector register each), added up in a fixed order at the end; K is a
-// template parameter so that the K(K+1)/2 sums stay in registers.
+// 1000), so each X entry is exactly x * 2^-e as ldexp rounds it; a float32 tile is
+// not scaled (its products are exact in double). Column c goes into partial sum
+// c mod kLanes of each entry, added in column order; the kLanes partial sums are added
+// in order at the end. K is a template parameter, so that for K <= 4 the K(K+1)/2
+// sums stay in vector registers.
 template <int K, typename T>
 void tile_gram(const T* tile, int64_t ld, int64_t width, double f1, double f2, Matrix Q) {
   constexpr int kPairs = K * (K + 1) / 2;
-  double acc[kPairs][kLanes] = {};
-  double x[K][kLanes];
-  auto add = [&]() {
+  constexpr bool kScaled = std::is_same<T, double>::value;
+  Lanes acc[kPairs];
+#pragma GCC unroll 36
+  for (int p = 0; p < kPairs; ++p) acc[p] = Lanes{0.0, 0.0, 0.0, 0.0};
+  auto add = [&acc](const Lanes* x) __attribute__((always_inline)) {
     int p = 0;
+#pragma GCC unroll 8
     for (int i = 0; i < K; ++i)
-      for (int j = i; j < K; ++j, ++p)
-        for (int l = 0; l < kLanes; ++l) acc[p][l] += x[i][l] * x[j][l];
+#pragma GCC unroll 8
+      for (int j = i; j < K; ++j, ++p) acc[p] = add_product<!kScaled>(acc[p], x[i], x[j]);
   };
   int64_t c = 0;
   for (; c + kLanes <= width; c += kLanes) {
-    for (int i = 0; i < K; ++i)
-      for (int l = 0; l < kLanes; ++l)
-        x[i][l] = static_cast<double>(tile[i * ld + c + l]) * f1 * f2;
-    add();
+    Lanes x[K];
+#pragma GCC unroll 8
+    for (int i = 0; i < K; ++i) {
+      x[i] = load_lanes(tile + i * ld + c);
+      if (kScaled) x[i] = x[i] * f1 * f2;
+    }
+    add(x);
   }
   if (c < width) {  // the last columns, zero-padded (adding exact zeros changes nothing)
-    for (int i = 0; i < K; ++i)
-      for (int l = 0; l < kLanes; ++l)
-        x[i][l] = c + l < width ? static_cast<double>(tile[i * ld + c + l]) * f1 * f2 : 0.0;
-    add();
+    Lanes x[K];
+    for (int i = 0; i < K; ++i) {
+      T padded[kLanes] = {};
+      for (int64_t l = 0; c + l < width; ++l) padded[l] = tile[i * ld + c + l];
+      x[i] = load_lanes(padded);
+      if (kScaled) x[i] = x[i] * f1 * f2;
+    }
+    add(x);
   }
   int p = 0;
   for (int i = 0; i < K; ++i)
