@@ -120,7 +120,10 @@ def rows_in_range(Q: Tensor, columns: Tensor | int | None, dtype: torch.dtype) -
     """
     d = torch.diagonal(Q, dim1=-2, dim2=-1).to(torch.float64)
     top = d.amax(-1, keepdim=True) if d.shape[-1] else d.new_zeros((*d.shape[:-1], 1))
-    relative = torch.ldexp(torch.ones_like(top), exponent(top) + RELATIVE_FLOOR_EXPONENT)
+    # 2^s = top / m exactly (m its frexp mantissa); times 2^-969, exact or flushed to
+    # 0 for a tiny Gram, where the second bound is the stronger. (A zero Gram: NaN,
+    # and every row fails.)
+    relative = top / torch.frexp(top).mantissa * 2.0**RELATIVE_FLOOR_EXPONENT
     ok = (d >= relative) & (d > 0)
     if columns is not None:
         info = torch.finfo(dtype)

@@ -27,9 +27,10 @@ Degenerate buckets. φ is bounded below, so the solution exists, exactly when no
 :math:`z \ge 0, z \ne 0` has :math:`G^\top z = 0`, i.e. when G is *not* Pareto
 stationary (rank deficiency alone is fine: the Hessian
 :math:`Q + \mathrm{diag}(\alpha^{-2})` stays positive definite). A bucket whose
-min-norm value (exact Wolfe solver) is at most ``stationary_tol`` times its
-largest squared row norm (and never less than K·eps of Q's dtype: below that a
-float32 Gram's value is its rounding) is treated as stationary and solved with the
+min-norm value (exact Wolfe solver) is at most ``stationary_tol`` times
+:math:`s^2`, :math:`s = \sum_k \lambda_k\|g_k\|` the scale of the rows its min-norm
+point combines (and never less than K·eps of Q's dtype: below that a float32
+Gram's value is its rounding), is treated as stationary and solved with the
 ridge :math:`(Q/s + \varepsilon I)\alpha' = 1/\alpha'`, :math:`\alpha=\alpha'/\sqrt{s}`,
 s = max diagonal, ε = ``ridge``; where Q/s is indefinite by more than ε/2 (rounding
 of a float32 Gram), ε is raised so that the smallest eigenvalue of the sum is ε.
@@ -126,8 +127,9 @@ class NashMTL(GramAggregator):
 
     :param max_norm: clip :math:`\\|G^\\top\\alpha\\|` to this value (0 disables, the default).
     :param ridge: ε used for Pareto-stationary buckets, relative to the largest diagonal.
-    :param stationary_tol: min-norm value (relative to the largest diagonal) below which a
-        bucket counts as Pareto stationary (raised to K·eps of the Gram's dtype).
+    :param stationary_tol: min-norm value, relative to the squared scale of the rows its
+        optimum combines, below which a bucket counts as Pareto stationary (raised to
+        K·eps of the Gram's dtype).
     """
 
     weight_degree = -1  # Qα = 1/α gives α(cG) = α(G)/c
@@ -150,7 +152,12 @@ class NashMTL(GramAggregator):
         # Below K·eps of Q's own dtype (relative to the largest diagonal) a min-norm value
         # is the rounding of a float32 Gram, not a distance from stationarity.
         tol = max(self.stationary_tol, K * torch.finfo(Q.dtype).eps)
-        stationary = _solve(Qn).value <= tol
+        # Judged at the scale of the rows the min-norm point combines, s = Σ λ_k ‖g_k‖:
+        # relative to the largest row, rows 1e-7 below it would pass for stationary and
+        # get the ridge's answer, which conflicts with them.
+        sol = _solve(Qn)
+        s = (sol.weights * torch.diagonal(Qn, dim1=-2, dim2=-1).clamp_min(0).sqrt()).sum(-1)
+        stationary = sol.value <= tol * s * s
         ridge = self.ridge * stationary.to(Qn.dtype)
         if bool(stationary.any()):
             # A stationary bucket's Gram can be indefinite by its rounding (float32 Grams:

@@ -32,6 +32,23 @@ def test_bargaining_system_holds_and_is_certified(label, G):
     assert abs(float(d @ d) - G.shape[0]) <= 1e-8 * G.shape[0]
 
 
+@pytest.mark.parametrize("G", [
+    torch.tensor([[1.0, 0.0], [-1e-7, 1e-7]], dtype=torch.float64),
+    torch.tensor([[1.0, 0.0, 0.3], [-1e-12, 1e-12, 0.0], [0.0, -1e-20, 1e-20]],
+                 dtype=torch.float64),
+], ids=["1e-7 apart", "1e-20 apart"])
+def test_rows_far_apart_are_not_taken_for_stationary(G):
+    """Stationarity is judged at the scale of the rows the min-norm point combines:
+    judged against the largest row, a row 1e-7 below it made the bucket pass for
+    stationary, and the ridge's answer conflicted with it (cosine −0.7)."""
+    sol = NashMTL().solve((G @ G.T)[None])
+    assert not bool(sol.stationary[0])
+    for d in (NashMTL()(G), bucketwise(NashMTL(), G, Partition.single(G.shape[1]))):
+        assert bool((G @ d > 0).all())
+        torch.testing.assert_close(G @ d * sol.alpha[0], torch.ones(G.shape[0],
+                                   dtype=torch.float64), rtol=1e-8, atol=0)
+
+
 @pytest.mark.parametrize("label,G", SOLVABLE[:10])
 def test_potential_matches_cvxpy(label, G):
     A = normalised(G)
