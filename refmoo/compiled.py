@@ -23,7 +23,9 @@ import torch
 SOURCE = Path(__file__).with_name("csrc") / "kernels.cpp"
 ENVIRONMENT_SWITCH = "REFMOO_FUSED"
 # -ffp-contract=off: no fused multiply-add where the CPU has one (bits would depend
-# on the CPU); -fno-math-errno lets sqrt be one instruction (no result changes);
+# on the CPU), except the one the kernel issues itself on exact products (float32
+# entries in double), where it rounds as a multiply and an add do; -fno-math-errno
+# lets sqrt be one instruction (no result changes);
 # -fopenmp: at::parallel_for is OpenMP in PyTorch's CPU builds, inlined from its
 # header, so without it the kernels run on one thread (the libgomp it links is the
 # one PyTorch has already loaded: same soname).

@@ -164,7 +164,7 @@ def test_fused_buckets_meet_the_exact_referee_at_every_row_ratio(seed):
 ])
 def test_the_update_scales_exactly_with_g(dtype, powers):
     """Bitwise 2^k scaling over the dtype's range: a float64 bucket's Gram is formed
-    from 2^-e·Gᵇ (its largest entry in [1/2, 1)), a float32 one exactly in float64."""
+    from 2^-e·Gᵇ (its largest entry in [2^474, 2^475)), a float32 one exactly in float64."""
     gen = torch.Generator().manual_seed(3)
     K, width, T = 4, 16, 64
     G = torch.randn(K, width * T, dtype=torch.float64, generator=gen)

@@ -17,8 +17,10 @@
 //
 // Bits. Built with -ffp-contract=off and without -ffast-math, every operation
 // below is one correctly rounded IEEE 754 +, -, *, / or sqrt in a fixed order
-// (vector lanes only ever hold independent partial sums), so a problem's weights
-// and update do not depend on the CPU, on the thread count, or on other problems;
+// (vector lanes only ever hold independent partial sums; the one fused
+// multiply-add, in add_product, takes exact products and so rounds as * then +
+// do), so a problem's weights and update do not depend on the CPU, on the thread
+// count, or on other problems;
 // min_norm_guesses does exactly the element-wise operations of the eager unrolled
 // path (min_norm._UnrolledCholesky), so it returns the same bits.
 
